@@ -1,0 +1,1 @@
+"""Data types shared by every stage. No I/O here."""

@@ -1,0 +1,1 @@
+"""Detectors: Detector.detect(frame) -> Detections."""

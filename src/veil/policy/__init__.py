@@ -1,0 +1,1 @@
+"""Mask policies: turn what was found into a MaskPlan (what to hide, how, why)."""
