@@ -95,9 +95,7 @@ class Region:
     def __post_init__(self) -> None:
         pts = _as_points(self.points)
         if len(pts) < MIN_VERTICES:
-            raise ShapeError(
-                f"a polygon needs at least {MIN_VERTICES} points, got {len(pts)}"
-            )
+            raise ShapeError(f"a polygon needs at least {MIN_VERTICES} points, got {len(pts)}")
         pts = pts.copy()
         pts.flags.writeable = False
         object.__setattr__(self, "points", pts)
@@ -158,9 +156,7 @@ class Region:
         return crop
 
     @staticmethod
-    def _fill_row(
-        row: NDArray[np.bool_], a: Points, b: Points, yc: float, x_offset: int
-    ) -> None:
+    def _fill_row(row: NDArray[np.bool_], a: Points, b: Points, yc: float, x_offset: int) -> None:
         ay, by = a[:, 1], b[:, 1]
         # Half-open rule on y so a vertex exactly on the scanline counts once.
         up = (ay <= yc) & (by > yc)

@@ -30,7 +30,7 @@ DEFAULT_COLOR_BGR: BGR = (0, 0, 0)
 DEFAULT_MOSAIC_CELL = 24
 """Default mosaic cell in pixels: a face 100 px tall becomes about 4 x 4 flat cells."""
 DEFAULT_BLUR_RADIUS = 24
-"""Default blur radius in pixels: a face 100 px tall keeps no feature finer than its eyes' spacing."""
+"""Default blur radius in pixels: on a face 100 px tall no feature finer than an eye survives."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,9 +108,7 @@ class BlurRenderer:
         grown = BBox(box.x0 - radius, box.y0 - radius, box.x1 + radius, box.y1 + radius)
         grid = _cell_grid(grown.clip(w, h), radius)
         means = _cell_means(canvas, grid, radius)
-        big = cv2.resize(
-            means, (grid.width, grid.height), interpolation=cv2.INTER_LINEAR
-        )
+        big = cv2.resize(means, (grid.width, grid.height), interpolation=cv2.INTER_LINEAR)
         sigma = radius / 2.0
         smooth = cv2.GaussianBlur(big, (0, 0), sigmaX=sigma, sigmaY=sigma)
         drawn = smooth[box.y0 - grid.y0 : box.y1 - grid.y0, box.x0 - grid.x0 : box.x1 - grid.x0]

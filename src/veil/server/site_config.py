@@ -1,0 +1,152 @@
+"""The gateway's site configuration: cameras, outputs, storage and security.
+
+A site file (``veil serve --config site.yaml``) looks like::
+
+    cameras:
+      - id: entrance
+        source: rtsp://10.0.0.5/stream1
+        masking:            # a Veil masking configuration, as for `veil mask`
+          masks: [{name: window, rect: [0.6, 0.1, 0.3, 0.3]}]
+          dynamic: {methods: [humans]}
+    recording: {segment_seconds: 10, retention_days: 30}
+
+With no file, :func:`default_site` gives the built-in demo site.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from veil.config.schema import DynamicConfig, Method, VeilConfig
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Transport(str, Enum):
+    """RTSP transport when reading a camera."""
+
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class CameraConfig(_Strict):
+    """One camera and how it is masked."""
+
+    id: str = Field(
+        min_length=1,
+        max_length=32,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="Short name used in URLs (lower case letters, digits, - and _).",
+    )
+    name: str = Field(default="", max_length=80, description="Display name.")
+    source: str = Field(
+        description=(
+            "Where the video comes from: 'demo' (built-in synthetic scene), a file path "
+            "(played in a loop), rtsp://..., http(s)://... (MJPEG or any FFmpeg input), "
+            "or 'webcam:/dev/video0'."
+        ),
+    )
+    transport: Transport = Field(default=Transport.TCP, description="RTSP transport.")
+    fps: float = Field(
+        default=15.0, gt=0, le=60, description="Frame rate for demo and file sources."
+    )
+    width: int = Field(default=1280, ge=64, le=7680, description="Demo source width.")
+    height: int = Field(default=720, ge=64, le=4320, description="Demo source height.")
+    masking: VeilConfig = Field(
+        default_factory=VeilConfig, description="Static and dynamic masking for this camera."
+    )
+    record_original: bool = Field(
+        default=True,
+        description="Keep an encrypted recording of the unmasked video for investigators.",
+    )
+
+
+class RecordingConfig(_Strict):
+    """Masked and encrypted-original recordings."""
+
+    enabled: bool = Field(default=True, description="Record the masked video.")
+    segment_seconds: float = Field(
+        default=10.0,
+        ge=1,
+        le=600,
+        description="Segment length: a crash loses at most the segment being written.",
+    )
+    retention_days: float = Field(
+        default=30.0, gt=0, le=3650, description="Segments older than this are deleted."
+    )
+
+
+class SecurityConfig(_Strict):
+    """Keys, TLS and access rules."""
+
+    key_file: str | None = Field(
+        default=None,
+        description=(
+            "File with the 32-byte master key for encrypted originals. Keep it away from "
+            "the recordings. If unset, VEIL_MASTER_PASSPHRASE is used (Argon2id)."
+        ),
+    )
+    tls_cert: str | None = Field(default=None, description="PEM certificate for HTTPS.")
+    tls_key: str | None = Field(default=None, description="PEM private key for HTTPS.")
+    unmask_requires_approval: bool = Field(
+        default=False,
+        description="Unmasking needs a second investigator's approval (four-eyes rule).",
+    )
+    unmask_max_minutes: float = Field(
+        default=15.0, gt=0, le=24 * 60, description="Longest an unmasked view stays open."
+    )
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="Login lifetime.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> SecurityConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("set both tls_cert and tls_key, or neither")
+        return self
+
+
+class ServerConfig(_Strict):
+    """Where the gateway listens."""
+
+    host: str = Field(default="127.0.0.1", description="HTTP address to listen on.")
+    port: int = Field(default=8080, ge=1, le=65535, description="HTTP port.")
+    rtsp_port: int = Field(default=8554, ge=1, le=65535, description="RTSP port (masked).")
+    data_dir: str = Field(
+        default="veil-data", description="Database, recordings and keys' parameters."
+    )
+
+
+class SiteConfig(_Strict):
+    """A whole gateway site."""
+
+    version: Literal[1] = 1
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    recording: RecordingConfig = Field(default_factory=RecordingConfig)
+    security: SecurityConfig = Field(default_factory=SecurityConfig)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> SiteConfig:
+        ids = [c.id for c in self.cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique, repeated: {', '.join(dupes)}")
+        return self
+
+
+def default_site() -> SiteConfig:
+    """The built-in demo site: one synthetic camera with motion masking."""
+    demo = CameraConfig(
+        id="demo",
+        name="Demo camera",
+        source="demo",
+        fps=15.0,
+        width=1280,
+        height=720,
+        masking=VeilConfig(dynamic=DynamicConfig(methods=[Method.MOTION], learning_time=1.0)),
+    )
+    return SiteConfig(cameras=[demo])
