@@ -33,6 +33,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "veil.cli.mask",
     "veil.cli.config_cmd",
     "veil.cli.demo",
+    "veil.cli.eval_cmd",
+    "veil.cli.audit_cmd",
 )
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import cv2
@@ -30,6 +30,8 @@ from veil.core.tracks import Track, Tracks
 from veil.policy.margin import Margin
 
 log = logging.getLogger(__name__)
+
+BoolMask3 = NDArray[np.bool_]
 
 # Head region of a person box used by the `faces` method when the face detector
 # cannot see the face (too small, turned away). Generous on purpose: the top fifth
@@ -49,6 +51,10 @@ class LearningDetector(FrameDetector, Protocol):
 
     @property
     def learning(self) -> bool: ...
+
+    def shapes(self) -> BoolMask3:
+        """The last frame's detections as ``(N, H, W)`` shapes, for silhouettes."""
+        ...
 
 
 class TrackerLike(Protocol):
@@ -118,7 +124,10 @@ class DynamicPlanner:
         start = time.perf_counter()
         for detector in self._detectors:
             try:
-                parts.append(detector.detect(frame))
+                found = detector.detect(frame)
+                if detector is self._motion and self.settings.silhouette and len(found):
+                    found = replace(found, mask=self._motion.shapes())
+                parts.append(found)
             except Exception:  # any failure must fail closed, whatever it is
                 log.exception(
                     "detector %s failed on frame %d", type(detector).__name__, frame.index
