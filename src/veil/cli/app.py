@@ -12,6 +12,7 @@ from importlib import import_module
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from veil import __version__
 from veil.core.errors import VeilError
@@ -64,7 +65,7 @@ def main() -> None:
     try:
         app()
     except VeilError as error:
-        stderr.print(f"[bold red]error:[/] {error}", markup=True)
+        stderr.print(f"[bold red]error:[/] {escape(str(error))}", markup=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         stderr.print("interrupted")

@@ -7,14 +7,16 @@ field says what it does and what it trades off (``veil config schema`` prints it
 
 from __future__ import annotations
 
+import math
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -41,7 +43,7 @@ def _normalise_color(value: str) -> str:
     return rgb_to_hex(parse_color_rgb(value))
 
 
-class Units(str, Enum):
+class Units(StrEnum):
     """How mask coordinates are given."""
 
     NORMALIZED = "normalized"
@@ -78,7 +80,11 @@ class StyleConfig(Strict):
         description="Blur radius in pixels: no detail finer than this survives.",
     )
 
-    _check_color = field_validator("color")(classmethod(lambda cls, v: _normalise_color(v)))
+    @field_validator("color")
+    @classmethod
+    def _check_color(cls, value: str) -> str:
+        # Stored as #rrggbb so equal colours compare equal and dumps are uniform.
+        return _normalise_color(value)
 
 
 Point = tuple[float, float]
@@ -104,6 +110,35 @@ class MaskConfig(StyleConfig):
         description=f"A polygon: {MIN_VERTICES} to {MAX_VERTICES} [x, y] points in order.",
     )
 
+    # Each check is a field validator where it can be, so a validation error's location
+    # (``masks.1.polygon``) points at the offending key and the loader can name its line.
+    @field_validator("rect")
+    @classmethod
+    def _check_rect(
+        cls, rect: tuple[float, float, float, float] | None, info: ValidationInfo
+    ) -> tuple[float, float, float, float] | None:
+        if rect is None:
+            return None
+        x, y, w, h = rect
+        if w <= 0 or h <= 0:
+            raise ValueError(f"rect width and height must be positive, got {w} x {h}")
+        _check_range([x, y, x + w, y + h], info.data.get("units"))
+        return rect
+
+    @field_validator("polygon")
+    @classmethod
+    def _check_polygon(
+        cls, polygon: list[Point] | None, info: ValidationInfo
+    ) -> list[Point] | None:
+        if polygon is None:
+            return None
+        if not MIN_VERTICES <= len(polygon) <= MAX_VERTICES:
+            raise ValueError(
+                f"a polygon needs {MIN_VERTICES} to {MAX_VERTICES} points, got {len(polygon)}"
+            )
+        _check_range([c for p in polygon for c in p], info.data.get("units"))
+        return polygon
+
     @model_validator(mode="after")
     def _one_shape(self) -> MaskConfig:
         if (self.rect is None) == (self.polygon is None):
@@ -111,34 +146,33 @@ class MaskConfig(StyleConfig):
                 f"mask {self.name!r} needs exactly one of 'rect: [x, y, w, h]' or "
                 "'polygon: [[x, y], ...]'"
             )
-        if self.polygon is not None and not MIN_VERTICES <= len(self.polygon) <= MAX_VERTICES:
-            raise ValueError(
-                f"mask {self.name!r}: a polygon needs {MIN_VERTICES} to {MAX_VERTICES} points, "
-                f"got {len(self.polygon)}"
-            )
-        if self.rect is not None and (self.rect[2] <= 0 or self.rect[3] <= 0):
-            raise ValueError(f"mask {self.name!r}: rect width and height must be positive")
-        if self.units is Units.NORMALIZED:
-            values = list(self.rect) if self.rect is not None else [
-                c for p in self.polygon or [] for c in p
-            ]
-            if self.rect is not None:
-                x, y, w, h = self.rect
-                values = [x, y, x + w, y + h]
-            bad = [v for v in values if not 0.0 <= v <= 1.0]
-            if bad:
-                raise ValueError(
-                    f"mask {self.name!r}: normalised coordinates must be within 0..1, "
-                    f"got {bad[0]} (use 'units: pixels' for pixel coordinates)"
-                )
-        else:
-            values = list(self.rect or []) + [c for p in self.polygon or [] for c in p]
-            if any(v < 0 for v in values):
-                raise ValueError(f"mask {self.name!r}: pixel coordinates must not be negative")
         return self
 
 
-class Method(str, Enum):
+_EPSILON = 1e-9
+
+
+def _check_range(values: list[float], units: object) -> None:
+    """Coordinates must lie on the picture; ``units`` is absent when it failed to validate."""
+    not_finite = [v for v in values if not math.isfinite(v)]
+    if not_finite:
+        raise ValueError(f"coordinates must be finite numbers, got {not_finite[0]}")
+    if units is Units.NORMALIZED:
+        # A hair of tolerance: x + w of a rectangle touching the edge can come out as
+        # 1.0000000000000002 in floating point (0.7 + 0.3 does).
+        bad = [v for v in values if not -_EPSILON <= v <= 1.0 + _EPSILON]
+        if bad:
+            raise ValueError(
+                f"normalised coordinates must be within 0..1, got {bad[0]} "
+                "(use 'units: pixels' for pixel coordinates)"
+            )
+    elif units is Units.PIXELS:
+        bad = [v for v in values if v < 0]
+        if bad:
+            raise ValueError(f"pixel coordinates must not be negative, got {bad[0]}")
+
+
+class Method(StrEnum):
     """What dynamic masking hides."""
 
     MOTION = "motion"
@@ -240,7 +274,10 @@ class DynamicConfig(StyleConfig):
         default_factory=list,
         description="Polygons (normalised): never masked dynamically (static masks still apply).",
     )
-    person: PersonDetectorConfig = Field(default_factory=PersonDetectorConfig)
+    person: PersonDetectorConfig = Field(
+        default_factory=PersonDetectorConfig,
+        description="Person detector settings, for the humans, faces and background methods.",
+    )
     model_dir: str | None = Field(
         default=None,
         description="Folder with detector weights; else VEIL_MODEL_DIR, else the user cache.",
@@ -270,11 +307,12 @@ class DynamicConfig(StyleConfig):
                     raise ValueError(f"area points must be normalised 0..1, got {[x, y]}")
         return areas
 
-    @model_validator(mode="after")
-    def _no_duplicate_methods(self) -> DynamicConfig:
-        if len(set(self.methods)) != len(self.methods):
+    @field_validator("methods")
+    @classmethod
+    def _no_duplicate_methods(cls, methods: list[Method]) -> list[Method]:
+        if len(set(methods)) != len(methods):
             raise ValueError("each method may appear once in 'methods'")
-        return self
+        return methods
 
 
 class VeilConfig(Strict):
@@ -284,13 +322,20 @@ class VeilConfig(Strict):
     masks: list[MaskConfig] = Field(
         default_factory=list, description="Static privacy masks, drawn in this order."
     )
-    dynamic: DynamicConfig = Field(default_factory=DynamicConfig)
+    dynamic: DynamicConfig = Field(
+        default_factory=DynamicConfig,
+        description="Masks that follow movement and people; off unless 'methods' is set.",
+    )
 
-    @model_validator(mode="after")
-    def _unique_names(self) -> VeilConfig:
-        seen: set[str] = set()
-        for mask in self.masks:
+    @field_validator("masks")
+    @classmethod
+    def _unique_names(cls, masks: list[MaskConfig]) -> list[MaskConfig]:
+        seen: dict[str, int] = {}
+        for index, mask in enumerate(masks):
             if mask.name in seen:
-                raise ValueError(f"two masks are named {mask.name!r}: names must be unique")
-            seen.add(mask.name)
-        return self
+                raise ValueError(
+                    f"masks[{seen[mask.name]}] and masks[{index}] are both named "
+                    f"{mask.name!r}: names must be unique"
+                )
+            seen[mask.name] = index
+        return masks
