@@ -36,6 +36,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "veil.cli.demo",
     "veil.cli.eval_cmd",
     "veil.cli.audit_cmd",
+    "veil.cli.models_cmd",
 )
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
