@@ -121,7 +121,7 @@ def test_boxes_follow_the_picture_scale(model_path: Path, full_res: FaceDetector
 
 def test_settings_from_config_and_validation() -> None:
     assert FaceSettings.from_config(DynamicConfig(sensitivity=40)).score_threshold == (
-        pytest.approx(0.6)
+        pytest.approx(0.42)
     )
     for kwargs in ({"score_threshold": 0.0}, {"input_size": 10}, {"nms_iou": 2.0}, {"top_k": 0}):
         with pytest.raises(ConfigError):
@@ -181,7 +181,7 @@ def test_load_from_registry(
     monkeypatch.setenv(MODEL_DIR_ENV, str(folder))
     detector = FaceDetector.from_config(DynamicConfig())
     detector.reset()
-    assert detector.settings == FaceSettings(score_threshold=0.5)
+    assert detector.settings == FaceSettings(score_threshold=0.35)
 
 
 @pytest.mark.parametrize(

@@ -185,7 +185,7 @@ class Method(StrEnum):
     """Everything except people: the inverse of humans."""
 
 
-MARGIN_PRESETS: dict[str, float] = {"small": 0.05, "medium": 0.12, "large": 0.25}
+MARGIN_PRESETS: dict[str, float] = {"small": 0.05, "medium": 0.10, "large": 0.25}
 """Named margins as a fraction of the object's size."""
 
 _MARGIN_RE = re.compile(r"^(?P<value>\d+(\.\d+)?)\s*(?P<unit>px|%)$")
@@ -195,7 +195,7 @@ class PersonDetectorConfig(Strict):
     """Settings of the person detector (YOLOX-nano)."""
 
     input_size: int = Field(
-        default=640,
+        default=800,
         ge=160,
         le=1920,
         multiple_of=32,
@@ -226,7 +226,7 @@ class DynamicConfig(StyleConfig):
         description=(
             "Higher masks more, including things that are not people. Motion: how little "
             "change counts as movement. Humans/faces: the detector's score threshold "
-            "(100 - sensitivity) / 100, clipped to 0.05..0.95."
+            "0.7 * (100 - sensitivity) / 100, clipped to 0.05..0.95 (0.35 at the default 50)."
         ),
     )
     background_merge_time: float = Field(

@@ -48,7 +48,7 @@ class FaceSettings:
     ``top_k``: candidates kept before non-maximum suppression.
     """
 
-    score_threshold: float = 0.5
+    score_threshold: float = 0.35
     input_size: int | None = 640
     nms_iou: float = 0.3
     top_k: int = 5000
@@ -68,7 +68,7 @@ class FaceSettings:
     @classmethod
     def from_config(cls, dynamic: DynamicConfig) -> FaceSettings:
         """Settings from the config: the score threshold from ``dynamic.sensitivity``,
-        (100 - s) / 100 clipped to 0.05..0.95."""
+        as for persons (see :func:`veil.detect.persons.sensitivity_to_threshold`)."""
         return cls(score_threshold=sensitivity_to_threshold(dynamic.sensitivity))
 
 

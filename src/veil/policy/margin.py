@@ -16,10 +16,12 @@ _PERCENT = re.compile(r"^(\d+(?:\.\d+)?)\s*%$")
 
 @dataclass(frozen=True, slots=True)
 class Margin:
-    """Extra pixels on each side of a box: ``pixels + fraction * max(box w, box h)``.
+    """Extra pixels on each side of a box: ``pixels`` plus ``fraction`` of the box's width
+    on the left and right, and of its height above and below.
 
-    Sized by the object's larger side so a tall, thin person still gets a margin
-    that hides an arm held out; a fixed pixel margin is there for users who want one.
+    Proportional per axis, so a tall, thin person gets a margin that hides the top of
+    the head (where detector boxes are often short) without a wide band of masked
+    street beside them; a fixed pixel margin is there for users who want one.
     """
 
     pixels: float = 0.0
@@ -40,9 +42,13 @@ class Margin:
         """Boxes grown by the margin plus ``extra`` pixels (per box) on every side."""
         if len(xyxy) == 0:
             return xyxy.astype(np.float32)
-        size = np.maximum(xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1])
-        pad = (self.pixels + self.fraction * size + extra).astype(np.float32)
+        w = xyxy[:, 2] - xyxy[:, 0]
+        h = xyxy[:, 3] - xyxy[:, 1]
+        pad_x = (self.pixels + self.fraction * w + extra).astype(np.float32)
+        pad_y = (self.pixels + self.fraction * h + extra).astype(np.float32)
         out = xyxy.astype(np.float32).copy()
-        out[:, :2] -= pad[:, None]
-        out[:, 2:] += pad[:, None]
+        out[:, 0] -= pad_x
+        out[:, 2] += pad_x
+        out[:, 1] -= pad_y
+        out[:, 3] += pad_y
         return out
