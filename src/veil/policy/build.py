@@ -24,7 +24,6 @@ from veil.policy.margin import Margin
 from veil.policy.static import StaticPlanner, style_from_config
 from veil.track.tracker import Tracker, TrackerSettings
 
-
 UNCERTAINTY_GROWTH_PER_SECOND = 0.5
 """How fast a coasting track's extra margin grows, in box sizes per second unseen.
 

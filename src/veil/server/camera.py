@@ -1,12 +1,16 @@
 """One live camera in the gateway: read, mask, publish, record.
 
-Three named threads per camera, joined on stop:
+Four named threads per camera, joined on stop:
 
 - ``read``: opens the source (reconnecting with back-off), paces file and demo
   sources to their frame rate, and leaves the newest frame in a one-slot mailbox (a
   frame the masker has not taken yet is replaced: live video never queues up);
 - ``mask``: takes the newest frame, masks it, publishes the masked and the original
-  picture, and records both;
+  picture, and hands both to the recorder;
+- ``record``: encodes masked and original segments from a bounded queue (about two
+  seconds of video), so encoding never delays masking; if it falls that far behind, frames
+  are left out of the recording (counted in ``frames_unrecorded``), never out of the live
+  outputs, and memory stays bounded;
 - ``watchdog``: when no masked frame was published for ``stall_timeout`` seconds,
   publishes a "no signal" frame, so a stalled camera never leaves a stale picture up.
 
@@ -20,6 +24,7 @@ fails the running one stays.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +54,10 @@ class Masker(Protocol):
     def reset_background(self) -> None: ...
 
 
+_FIRST_RETRY_S = 0.5
+_STABLE_S = 10.0
+"""A source that ran this long before failing is retried after the first delay again."""
+
 MaskerFactory = Callable[[VeilConfig, float], Masker]
 FrameSourceFactory = Callable[[CameraConfig], Iterator[Frame]]
 
@@ -70,6 +79,8 @@ class CameraStatus:
     frames_late: int = 0
     """Frames published fully masked because masking fell behind."""
     no_signal_frames: int = 0
+    frames_unrecorded: int = 0
+    """Frames left out of the recordings because encoding fell behind."""
     reconnects: int = 0
     last_error: str = ""
     latency_ms_p50: float = 0.0
@@ -138,6 +149,9 @@ class CameraRuntime:
         self._max_latency = max_latency
         self._reconnect_max_delay = reconnect_max_delay
         self._mailbox = _Mailbox()
+        self._to_record: queue.Queue[tuple[Image, Image]] = queue.Queue(
+            maxsize=max(2, round(2 * config.fps))
+        )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._status = CameraStatus()
@@ -161,6 +175,7 @@ class CameraRuntime:
             ("read", self._read_loop),
             ("mask", self._mask_loop),
             ("watchdog", self._watchdog_loop),
+            ("record", self._record_loop),
         ):
             thread = threading.Thread(target=target, name=f"camera-{self.camera_id}-{name}")
             thread.start()
@@ -203,8 +218,9 @@ class CameraRuntime:
     # -- threads ----------------------------------------------------------------
 
     def _read_loop(self) -> None:
-        delay = 0.5
+        delay = _FIRST_RETRY_S
         while not self._stop.is_set():
+            opened = time.monotonic()
             try:
                 period = 1.0 / self.config.fps if self._paced() else 0.0
                 next_at = time.monotonic()
@@ -213,12 +229,15 @@ class CameraRuntime:
                         return
                     self._mailbox.put(frame)
                     self._bump(frames_in=1)
-                    delay = 0.5
                     if period:
                         next_at += period
                         self._stop.wait(max(0.0, next_at - time.monotonic()))
                 raise EOFError("the source ended")
-            except Exception as error:  # any source failure: reconnect with back-off
+            except Exception as error:  # noqa: BLE001 - any source failure: reconnect
+                # The back-off starts again only after a connection that lasted: a camera
+                # that sends two frames and drops is not reopened twice a second forever.
+                if time.monotonic() - opened >= _STABLE_S:
+                    delay = _FIRST_RETRY_S
                 log.warning("camera %s: %s; reconnecting in %.1f s", self.camera_id, error, delay)
                 self._set(last_error=str(error))
                 self._bump(reconnects=1)
@@ -227,7 +246,7 @@ class CameraRuntime:
 
     def _paced(self) -> bool:
         source = self.config.source
-        return source == "demo" or "://" not in source and not source.startswith("webcam:")
+        return source == "demo" or ("://" not in source and not source.startswith("webcam:"))
 
     def _mask_loop(self) -> None:
         while not self._stop.is_set():
@@ -254,7 +273,22 @@ class CameraRuntime:
             self._record_latency(latency)
             self._bump(frames_out=1)
             self._set(state=CameraState.LIVE, frames_dropped=self._mailbox.replaced)
-            self._record(masked, frame.image)
+            if self._recorder is not None or self._original_recorder is not None:
+                try:
+                    self._to_record.put_nowait((masked, frame.image))
+                except queue.Full:
+                    self._bump(frames_unrecorded=1)
+
+    def _record_loop(self) -> None:
+        """Encode queued frames; after stop, finish what is queued, then end."""
+        while True:
+            try:
+                masked, original = self._to_record.get(timeout=0.2)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            self._record(masked, original)
 
     def _record(self, masked: Image, original: Image) -> None:
         try:

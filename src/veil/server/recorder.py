@@ -73,11 +73,11 @@ class MaskedSegmentStore:
             if match is None:
                 continue
             start = datetime.strptime(match["start"], "%Y%m%dT%H%M%S%f").replace(tzinfo=UTC)
-            found.append(
-                RecordedSegment(
-                    path, self.camera_id, start, int(match["seq"]), path.stat().st_size
-                )
-            )
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:  # pruned meanwhile
+                continue
+            found.append(RecordedSegment(path, self.camera_id, start, int(match["seq"]), size))
         return found
 
     def prune(self, retention: timedelta, now: datetime | None = None) -> list[Path]:
@@ -137,7 +137,8 @@ class SegmentRecorder:
             self._finish()
         if self._container is None:
             self._begin(w, h)
-        assert self._container is not None and self._stream is not None
+        assert self._container is not None
+        assert self._stream is not None
         frame = av.VideoFrame.from_ndarray(image, format="bgr24")
         frame.pts = self._count
         frame.time_base = Fraction(1) / self._rate
@@ -166,7 +167,8 @@ class SegmentRecorder:
         self._start = datetime.now(UTC)
 
     def _finish(self) -> None:
-        assert self._container is not None and self._stream is not None
+        assert self._container is not None
+        assert self._stream is not None
         assert self._buffer is not None
         try:
             for packet in self._stream.encode(None):

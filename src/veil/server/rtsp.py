@@ -14,9 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import gi
+import numpy as np
 
 from veil.core.errors import VeilError
+from veil.core.frame import Image
 from veil.server.latest import LatestFrame
 
 gi.require_version("Gst", "1.0")
@@ -59,12 +62,11 @@ class _Factory(GstRtspServer.RTSPMediaFactory):  # type: ignore[misc]
 
         def need_data(src: Any, _length: int) -> None:
             published = self._mount.frames.latest()
-            expected = self._mount.width * self._mount.height * 3
-            if published is not None and published.image.nbytes == expected:
-                data = published.image.tobytes()
-            else:
-                # No frame yet or a size change: a black frame, never anything unmasked.
+            if published is None:
+                # No frame yet: a black frame, never anything unmasked.
                 data = self._blank()
+            else:
+                data = _fit(published.image, self._mount.width, self._mount.height).tobytes()
             buf = Gst.Buffer.new_wrapped(data)
             buf.pts = state["n"] * duration
             buf.duration = duration
@@ -72,6 +74,15 @@ class _Factory(GstRtspServer.RTSPMediaFactory):  # type: ignore[misc]
             src.emit("push-buffer", buf)
 
         appsrc.connect("need-data", need_data)
+
+
+def _fit(image: Image, width: int, height: int) -> Image:
+    """The (already masked) picture at the mount's size: a camera whose real size differs
+    from the configured one is scaled, not replaced by black."""
+    if image.shape[1] == width and image.shape[0] == height:
+        return image
+    resized = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(resized, dtype=np.uint8)
 
 
 class RtspPublisher:

@@ -15,12 +15,19 @@ With no file, :func:`default_site` gives the built-in demo site.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Mapping
 from enum import Enum
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from ruamel.yaml import YAML
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+from veil.config.loader import format_path, locate_line, write_text_atomic
 from veil.config.schema import DynamicConfig, Method, VeilConfig
+from veil.core.errors import ConfigError
 
 
 class _Strict(BaseModel):
@@ -150,3 +157,104 @@ def default_site() -> SiteConfig:
         masking=VeilConfig(dynamic=DynamicConfig(methods=[Method.MOTION], learning_time=1.0)),
     )
     return SiteConfig(cameras=[demo])
+
+
+# -- site files -------------------------------------------------------------------------------
+
+_MAX_REPORTED = 10
+
+
+def load_site_text(text: str, source_name: str = "<site>") -> SiteConfig:
+    """Validate site YAML text; every problem is reported with its file and line."""
+    yaml = YAML(typ="rt")
+    try:
+        document = yaml.load(text)
+    except MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"{source_name}:{mark.line + 1}" if mark else source_name
+        raise ConfigError(
+            f"YAML syntax error: {error.problem or error.context or 'unreadable'}",
+            location=where,
+            hint="check indentation (spaces, not tabs), colons after keys and brackets",
+        ) from None
+    except YAMLError as error:
+        raise ConfigError(f"not valid YAML: {error}", location=source_name) from None
+    if document is None:
+        document = {}
+    if not isinstance(document, Mapping):
+        raise ConfigError(
+            "the top level must be a mapping with keys such as 'cameras:'",
+            location=f"{source_name}:1",
+        )
+    try:
+        return SiteConfig.model_validate(_plain(document))
+    except ValidationError as error:
+        lines = []
+        for detail in error.errors(include_url=False)[:_MAX_REPORTED]:
+            loc = tuple(detail["loc"])
+            line = locate_line(document, loc)
+            where = f"{source_name}:{line}" if line is not None else source_name
+            path = format_path(loc)
+            message = f"{path}: {detail['msg']}" if path else detail["msg"]
+            lines.append(f"{where}: {message}")
+        raise ConfigError(
+            "\n".join(lines), hint="fix the site file; see the key descriptions in site_config"
+        ) from None
+
+
+def load_site_file(path: Path) -> SiteConfig:
+    """Read and validate a site file (``veil serve --config site.yaml``)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"the site file {path} does not exist", hint="check the path, or omit --config"
+        ) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read the site file {path}: {error}") from None
+    return load_site_text(text, str(path))
+
+
+def dump_site_text(site: SiteConfig) -> str:
+    """The site as YAML; settings equal to their defaults are left out.
+
+    ``load_site_text(dump_site_text(s)) == s``.
+    """
+    data = site.model_dump(mode="json", exclude_defaults=True)
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    out = io.StringIO()
+    out.write("# Veil gateway site. Written by Veil: comments are not kept.\n")
+    yaml.dump(data or {}, out)
+    return out.getvalue()
+
+
+def save_site_file(site: SiteConfig, path: Path) -> None:
+    """Write the site file atomically: readers see the old file or the new one, never half."""
+    text = dump_site_text(site)
+    if load_site_text(text, str(path)) != site:
+        raise ConfigError(
+            "the site configuration does not survive being written as YAML",
+            hint="this is a bug in Veil; the site file was left unchanged",
+        )
+    write_text_atomic(Path(path), text, overwrite=True)
+
+
+def _plain(node: object) -> object:
+    """ruamel's round-trip types as plain dicts, lists and scalars."""
+    if isinstance(node, Mapping):
+        return {str(key): _plain(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_plain(item) for item in node]
+    if isinstance(node, bool) or node is None:
+        return node
+    if isinstance(node, int) and type(node).__name__ == "ScalarBoolean":
+        return bool(node)
+    if isinstance(node, float):
+        return float(node)
+    if isinstance(node, int):
+        return int(node)
+    if isinstance(node, str):
+        return str(node)
+    return node
