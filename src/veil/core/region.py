@@ -25,6 +25,8 @@ Points = NDArray[np.float64]
 
 MIN_VERTICES = 3
 MAX_VERTICES = 64
+BOUNDARY_EPS = 1e-7
+"""Pixels: a centre this close to the boundary counts as on it (and is covered)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,20 +179,19 @@ class Region:
         for k in range(len(xs) - 1):
             if total[k] == 0:
                 continue
-            # Pixels i whose centre i + 0.5 lies in [xs[k], xs[k+1]].
-            lo = int(np.ceil(xs[k] - 0.5)) - x_offset
-            hi = int(np.floor(xs[k + 1] - 0.5)) - x_offset
+            # Pixels i whose centre i + 0.5 lies in [xs[k], xs[k+1]], widened by a hair so
+            # a centre on the boundary is covered despite floating-point rounding.
+            lo = int(np.ceil(xs[k] - 0.5 - BOUNDARY_EPS)) - x_offset
+            hi = int(np.floor(xs[k + 1] - 0.5 + BOUNDARY_EPS)) - x_offset
             lo = max(lo, 0)
             hi = min(hi, n - 1)
             if hi >= lo:
                 row[lo : hi + 1] = True
-        # Centres exactly on a crossing point belong to the boundary: covered.
+        # Centres on a crossing point belong to the boundary: covered.
         for x in xs:
-            i = x - 0.5
-            if float(i).is_integer():
-                j = int(i) - x_offset
-                if 0 <= j < n:
-                    row[j] = True
+            j = round(x - 0.5)
+            if abs(x - 0.5 - j) <= BOUNDARY_EPS and 0 <= j - x_offset < n:
+                row[j - x_offset] = True
         _cover_horizontal_edges(row, a, b, yc, x_offset)
 
 
@@ -202,7 +203,7 @@ def _cover_horizontal_edges(
     n = len(row)
     for ax, bx in zip(a[flat, 0], b[flat, 0], strict=True):
         lo_x, hi_x = min(ax, bx), max(ax, bx)
-        lo = max(int(np.ceil(lo_x - 0.5)) - x_offset, 0)
-        hi = min(int(np.floor(hi_x - 0.5)) - x_offset, n - 1)
+        lo = max(int(np.ceil(lo_x - 0.5 - BOUNDARY_EPS)) - x_offset, 0)
+        hi = min(int(np.floor(hi_x - 0.5 + BOUNDARY_EPS)) - x_offset, n - 1)
         if hi >= lo:
             row[lo : hi + 1] = True

@@ -1,0 +1,1 @@
+"""Veil's benchmarks. ``python -m bench`` runs every ``bench_*.py`` module's ``main()``."""

@@ -1,0 +1,231 @@
+"""The streaming masking pipeline: source -> planners -> renderer -> sink.
+
+:class:`MaskingPipeline` masks one frame with :meth:`~MaskingPipeline.process`, and a
+whole video with :meth:`~MaskingPipeline.run`, which decodes in one thread and masks and
+encodes in the calling thread, joined by a small bounded queue: memory stays flat
+whatever the video's length, and decoding overlaps encoding.
+
+It fails closed. A frame the source marked corrupt, or a frame for which any planner or
+the renderer raised, is replaced by a full black frame (a ``FAIL_CLOSED`` layer) and
+counted; it is never passed on unmasked.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from veil.core.frame import Frame
+from veil.core.plan import MaskLayer, MaskPlan, MaskReason
+from veil.core.style import Style, StyleKind
+from veil.media.sink import VideoSink
+from veil.media.source import AudioChunk, VideoSource
+from veil.policy.base import FramePlanner
+from veil.render.renderers import FrameRenderer
+
+log = logging.getLogger(__name__)
+
+QUEUE_SIZE: Final = 4
+"""Decoded frames waiting to be masked: enough to keep both threads busy, bounded memory."""
+
+FAIL_CLOSED_STYLE: Final = Style(kind=StyleKind.FILL, color=(0, 0, 0))
+
+ProgressCallback = Callable[[int], None]
+"""Called after each written frame with the number of frames written so far."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunStats:
+    """What a run did. ``corrupt_frames`` and ``failed_closed_frames`` were fully masked."""
+
+    frames: int
+    corrupt_frames: int
+    failed_closed_frames: int
+    """Frames fully masked because a planner or the renderer failed on them."""
+    decode_errors: int
+    seconds: float
+    stopped: bool = False
+    """True when the stop event ended the run before the input did."""
+    truncated: bool = False
+    """True when the input ended on a read error (a cut or damaged file)."""
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+class _End:
+    """Queue sentinel: the decoder finished, or failed with ``error``."""
+
+    def __init__(self, error: BaseException | None = None) -> None:
+        self.error = error
+
+
+_QueueItem = Frame | AudioChunk | _End
+
+
+class MaskingPipeline:
+    """Masks frames with every planner's layers, in planner order.
+
+    Example::
+
+        pipeline = MaskingPipeline([StaticPlanner(config.masks)])
+        with open_source("in.mp4") as source, open_sink("out.mp4", source) as sink:
+            stats = pipeline.run(source, sink)
+    """
+
+    def __init__(
+        self, planners: Sequence[FramePlanner], renderer: FrameRenderer | None = None
+    ) -> None:
+        self._planners = tuple(planners)
+        self._renderer = renderer or FrameRenderer()
+        self.failed_closed = 0
+        """Frames fully masked because a planner or the renderer raised."""
+
+    def plan(self, frame: Frame) -> MaskPlan:
+        """Every planner's layers for ``frame``; a full-frame layer when it is corrupt."""
+        if frame.corrupt:
+            return _fail_closed_plan(frame)
+        plan = MaskPlan(frame.width, frame.height)
+        for planner in self._planners:
+            plan = plan.plus(*planner.plan(frame).layers)
+        return plan
+
+    def process(self, frame: Frame) -> Frame:
+        """The masked frame. Never returns original pixels the plan could not vouch for."""
+        try:
+            return self._renderer.render(frame, self.plan(frame))
+        except Exception:
+            # Any failure, ours or a plug-in's: hide everything rather than guess.
+            if self.failed_closed == 0:
+                # The first failure with its traceback; the count says how often it recurred.
+                log.exception("masking failed on frame %d; whole frame masked", frame.index)
+            else:
+                log.debug("masking failed on frame %d; whole frame masked", frame.index)
+            self.failed_closed += 1
+            return _black(frame)
+
+    def run(
+        self,
+        source: VideoSource,
+        sink: VideoSink,
+        progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None,
+    ) -> RunStats:
+        """Mask every frame of ``source`` into ``sink``; return what happened.
+
+        ``stop`` ends the run early (the frames so far are written). Errors in the
+        decoding thread are raised here. The sink is not closed: the caller commits it
+        (or aborts it on error).
+        """
+        stop = stop or threading.Event()
+        items: queue.Queue[_QueueItem] = queue.Queue(maxsize=QUEUE_SIZE)
+        decoder = threading.Thread(
+            target=_decode_into,
+            args=(source.read(with_audio=sink.wants_audio), items, stop),
+            name="veil-decode",
+        )
+        start = time.perf_counter()
+        failed_before = self.failed_closed
+        frames = corrupt = 0
+        decoder.start()
+        try:
+            for item in _drain(items, stop, decoder):
+                if isinstance(item, AudioChunk):
+                    sink.write_audio(item)
+                    continue
+                sink.write(self.process(item))
+                frames += 1
+                corrupt += item.corrupt
+                if progress is not None:
+                    progress(frames)
+        finally:
+            # Wake the decoder if it waits on a full queue, then wait for it.
+            stop_requested = stop.is_set()
+            stop.set()
+            _discard(items)
+            decoder.join()
+        return RunStats(
+            frames=frames,
+            corrupt_frames=corrupt,
+            failed_closed_frames=self.failed_closed - failed_before,
+            decode_errors=source.report.decode_errors,
+            seconds=time.perf_counter() - start,
+            stopped=stop_requested,
+            truncated=source.report.truncated,
+        )
+
+
+def _fail_closed_plan(frame: Frame) -> MaskPlan:
+    layer = MaskLayer.full_frame(
+        frame.width, frame.height, FAIL_CLOSED_STYLE, MaskReason.FAIL_CLOSED
+    )
+    return MaskPlan(frame.width, frame.height, (layer,))
+
+
+def _black(frame: Frame) -> Frame:
+    """The frame with every pixel black, built without the renderer (which may be broken)."""
+    return frame.with_image(np.zeros_like(frame.image))
+
+
+def _put(items: queue.Queue[_QueueItem], item: _QueueItem, stop: threading.Event) -> bool:
+    """Put ``item``, waiting for room; False if ``stop`` was set meanwhile."""
+    while not stop.is_set():
+        try:
+            items.put(item, timeout=0.1)
+        except queue.Full:
+            continue
+        return True
+    return False
+
+
+def _decode_into(
+    reader: Generator[Frame | AudioChunk, None, None],
+    items: queue.Queue[_QueueItem],
+    stop: threading.Event,
+) -> None:
+    end = _End()
+    try:
+        for item in reader:
+            if not _put(items, item, stop):
+                return
+    except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
+        end = _End(error)
+    finally:
+        # Finish the reader in this thread: it owns the decoder's state.
+        reader.close()
+        _put(items, end, stop)
+
+
+def _drain(
+    items: queue.Queue[_QueueItem], stop: threading.Event, decoder: threading.Thread
+) -> Iterator[Frame | AudioChunk]:
+    """Items until the decoder's end marker, or until ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            item = items.get(timeout=0.1)
+        except queue.Empty:
+            if not decoder.is_alive() and items.empty():
+                # Ended without its marker: only possible when it was stopped.
+                return
+            continue
+        if isinstance(item, _End):
+            if item.error is not None:
+                raise item.error
+            return
+        yield item
+
+
+def _discard(items: queue.Queue[_QueueItem]) -> None:
+    while True:
+        try:
+            items.get_nowait()
+        except queue.Empty:
+            return

@@ -1,0 +1,123 @@
+"""Shared fixtures: small synthetic clips written with PyAV, and ffprobe to read outputs.
+
+Clips are made once per test session (they are read-only inputs) and kept small
+(160x120, a couple of dozen frames) so the media tests stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from veil.core.frame import Image
+from veil.media.source import open_source
+from veil.media.synthetic import scene_frames, write_clip
+
+CLIP_W, CLIP_H = 160, 120
+CLIP_FRAMES = 24
+CLIP_FPS = Fraction(25)
+
+FFPROBE = shutil.which("ffprobe") or "/usr/bin/ffprobe"
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A written test clip and the exact BGR frames it was made from."""
+
+    path: Path
+    frames: list[Image]
+
+    @property
+    def uri(self) -> str:
+        return str(self.path)
+
+
+def clip_frames(count: int = CLIP_FRAMES, width: int = CLIP_W, height: int = CLIP_H) -> list[Image]:
+    return list(scene_frames(width, height, count, CLIP_FPS))
+
+
+def decode_all(uri: str | Path) -> list[Image]:
+    """Every frame of a video, BGR, decoded with Veil's own source."""
+    with open_source(str(uri)) as source:
+        return [np.array(f.image) for f in source.frames()]
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="session")
+def clip_mkv(media_dir: Path) -> Clip:
+    """FFV1, lossless: decoding gives back exactly ``frames``."""
+    frames = clip_frames()
+    path = media_dir / "clip.mkv"
+    write_clip(path, frames, fps=CLIP_FPS)
+    return Clip(path, frames)
+
+
+@pytest.fixture(scope="session")
+def clip_mp4(media_dir: Path) -> Clip:
+    """H.264, a keyframe every 8 frames (so damage stays local in corruption tests)."""
+    frames = clip_frames()
+    path = media_dir / "clip.mp4"
+    write_clip(path, frames, fps=CLIP_FPS, codec_options={"g": "8", "keyint_min": "8"})
+    return Clip(path, frames)
+
+
+@pytest.fixture(scope="session")
+def clip_audio(media_dir: Path) -> Clip:
+    """H.264 with a 440 Hz AAC tone."""
+    frames = clip_frames(count=12)
+    path = media_dir / "tone.mp4"
+    write_clip(path, frames, fps=CLIP_FPS, audio_hz=440.0)
+    return Clip(path, frames)
+
+
+@pytest.fixture(scope="session")
+def png_sequence(media_dir: Path) -> Clip:
+    """Eight PNG files ``seq/000000.png`` ... (lossless, no timing of their own)."""
+    frames = clip_frames(count=8)
+    folder = media_dir / "seq"
+    folder.mkdir()
+    for i, image in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:06d}.png"), image)
+    return Clip(folder / "%06d.png", frames)
+
+
+def ffprobe(path: str | Path, *args: str) -> dict[str, Any]:
+    """Debian's ffprobe on ``path``, as parsed JSON."""
+    out = subprocess.run(
+        [FFPROBE, "-v", "error", "-of", "json", *args, str(path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def probe_streams(path: str | Path) -> list[dict[str, Any]]:
+    streams: list[dict[str, Any]] = ffprobe(
+        path,
+        "-count_frames",
+        "-show_entries",
+        "stream=codec_type,codec_name,width,height,r_frame_rate,nb_read_frames,pix_fmt,time_base",
+    )["streams"]
+    return streams
+
+
+def probe_frame_times(path: str | Path) -> list[Fraction]:
+    """Presentation times of the video frames as ffprobe reads them (exact fractions)."""
+    data = ffprobe(path, "-select_streams", "v:0", "-show_entries", "frame=pts:stream=time_base")
+    num, den = (int(x) for x in data["streams"][0]["time_base"].split("/"))
+    return [Fraction(int(f["pts"]) * num, den) for f in data["frames"]]
