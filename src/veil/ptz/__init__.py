@@ -31,6 +31,7 @@ from veil.ptz.onvif_status import (
     PTZVelocity,
 )
 from veil.ptz.virtual import (
+    CapturedPosition,
     Preset,
     PTZCommandError,
     PTZLimits,
@@ -43,6 +44,7 @@ from veil.ptz.virtual import (
 __all__ = [
     "EXACT",
     "CameraView",
+    "CapturedPosition",
     "FixedPosition",
     "Lens",
     "MotionUncertainty",
