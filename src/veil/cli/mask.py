@@ -31,6 +31,7 @@ from veil.media.sink import open_sink
 from veil.media.source import is_image_sequence, open_source
 from veil.pipeline import MaskingPipeline, RunStats
 from veil.policy.build import build_planners
+from veil.policy.dynamic import DynamicPlanner, ScheduledReset
 
 from .progress import FrameProgress
 
@@ -56,6 +57,43 @@ class StyleOverride:
             "blur_radius": self.blur_radius,
         }
         return {key: value for key, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class DynamicOverride:
+    """Dynamic-masking options given on the command line; None keeps the configured value."""
+
+    methods: Sequence[str] | None = None
+    sensitivity: int | None = None
+    background_merge_time: float | None = None
+    margin: str | None = None
+    hold_time: float | None = None
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    model_dir: str | None = None
+
+    def apply(self, dynamic: dict[str, Any]) -> None:
+        if self.methods is not None:
+            # "--method humans,faces" and "--method humans --method faces" both work.
+            dynamic["methods"] = [
+                m.strip() for text in self.methods for m in text.split(",") if m.strip()
+            ]
+        for key in ("sensitivity", "background_merge_time", "margin", "hold_time", "model_dir"):
+            value = getattr(self, key)
+            if value is not None:
+                dynamic[key] = value
+        for key, texts in (("include", self.include), ("exclude", self.exclude)):
+            for number, text in enumerate(texts, 1):
+                values = parse_numbers(text, f"--{key}")
+                if len(values) % 2:
+                    raise ConfigError(
+                        f"--{key} #{number}: an odd number of coordinates ({len(values)})",
+                        hint="give x,y pairs, e.g. --include 0,0,0.5,0,0.5,1,0,1",
+                    )
+                dynamic[key] = [
+                    *dynamic[key],
+                    [values[i : i + 2] for i in range(0, len(values), 2)],
+                ]
 
 
 def parse_numbers(text: str, option: str) -> list[float]:
@@ -111,6 +149,7 @@ def build_config(
     style: StyleOverride | None = None,
     enable: Sequence[str] = (),
     disable: Sequence[str] = (),
+    dynamic: DynamicOverride | None = None,
 ) -> VeilConfig:
     """The configuration a command line asks for, validated like a file.
 
@@ -126,6 +165,10 @@ def build_config(
     overrides = style.as_dict() if style else {}
     for mask in masks:
         mask.update(overrides)
+    if dynamic is not None:
+        dynamic.apply(data["dynamic"])
+    # The style options set the dynamic masks' look too, so one --style covers all.
+    data["dynamic"].update(overrides)
     return parse_config_dict(data, CLI_SOURCE)
 
 
@@ -147,6 +190,7 @@ def mask_video(
     overwrite: bool = False,
     quiet: bool = False,
     fps: Fraction | None = None,
+    reset_background_at: Sequence[float] = (),
 ) -> RunStats:
     """Mask ``input_uri`` into ``output`` as ``config`` says; the output appears only when
     complete. Damage in the input is reported on stderr; the run still completes."""
@@ -156,6 +200,11 @@ def mask_video(
     with open_source(input_uri, fps=fps) as source:
         # Dynamic planners learn over time, so they need the real frame rate.
         planners = build_planners(config, float(source.fps))
+        if reset_background_at:
+            planners = [
+                ScheduledReset(p, reset_background_at) if isinstance(p, DynamicPlanner) else p
+                for p in planners
+            ]
         with open_sink(output, source, overwrite=overwrite, keep_audio=keep_audio) as sink:
             stop = threading.Event()
             with (
@@ -269,6 +318,52 @@ def mask_command(
     fps: float | None = typer.Option(
         None, "--fps", help="Frame rate of an image sequence input (default 25)."
     ),
+    method: list[str] | None = typer.Option(
+        None,
+        "--method",
+        "-m",
+        help="Dynamic masking: motion, humans, faces, background; combine with commas or "
+        "repeat (e.g. humans,faces).",
+    ),
+    sensitivity: int | None = typer.Option(
+        None,
+        "--sensitivity",
+        min=0,
+        max=100,
+        help="0-100 (default 50). Higher masks more, including things that are not people.",
+    ),
+    merge_time: float | None = typer.Option(
+        None,
+        "--merge-time",
+        help="Background merge time in seconds (default 3600): how long something must "
+        "stay still before motion masking takes it as background.",
+    ),
+    margin: str | None = typer.Option(
+        None,
+        "--margin",
+        help="Blur size around each object: small, medium (default), large, '12px' or '10%'.",
+    ),
+    hold_time: float | None = typer.Option(
+        None, "--hold-time", help="Seconds a mask stays after its object was last seen (1.0)."
+    ),
+    include: list[str] | None = typer.Option(
+        None,
+        "--include",
+        help="Only mask dynamically inside this polygon x1,y1,x2,y2,... (normalised). Repeatable.",
+    ),
+    exclude: list[str] | None = typer.Option(
+        None,
+        "--exclude",
+        help="Never mask dynamically inside this polygon (normalised). Repeatable.",
+    ),
+    reset_background_at: list[float] | None = typer.Option(
+        None,
+        "--reset-background-at",
+        help="Take the picture at this time (seconds) as the new background. Repeatable.",
+    ),
+    model_dir: str | None = typer.Option(
+        None, "--model-dir", help="Folder with detector weights (else VEIL_MODEL_DIR)."
+    ),
 ) -> None:
     """Burn privacy masks into a video.
 
@@ -281,6 +376,8 @@ def mask_command(
     Example: veil mask in.mp4 -o out.mp4 --rect 0.1,0.1,0.3,0.2 --style mosaic
 
     Example: veil mask in.mp4 -o out.mkv --config masks.yaml --disable door --color "#ff00ff"
+
+    Example: veil mask in.mp4 -o 'out/%06d.png' --method humans --style fill --color "#ff00ff"
     """
     try:
         base = load_config(config_file) if config_file is not None else None
@@ -291,6 +388,16 @@ def mask_command(
             style=StyleOverride(style, color, cell_size, blur_radius),
             enable=enable or (),
             disable=disable or (),
+            dynamic=DynamicOverride(
+                methods=method,
+                sensitivity=sensitivity,
+                background_merge_time=merge_time,
+                margin=margin,
+                hold_time=hold_time,
+                include=include or (),
+                exclude=exclude or (),
+                model_dir=model_dir,
+            ),
         )
         if fps is not None and fps <= 0:
             raise UsageError(f"--fps must be positive, got {fps}")
@@ -303,6 +410,7 @@ def mask_command(
             overwrite=overwrite,
             quiet=quiet,
             fps=rate,
+            reset_background_at=sorted(reset_background_at or ()),
         )
     except VeilError as error:
         _fail(error)

@@ -125,8 +125,13 @@ class DynamicPlanner:
         for detector in self._detectors:
             try:
                 found = detector.detect(frame)
-                if detector is self._motion and self.settings.silhouette and len(found):
-                    found = replace(found, mask=self._motion.shapes())
+                if detector is self._motion:
+                    if self._motion.learning:
+                        # The whole frame is masked anyway; a learning model's
+                        # whole-frame box must not become a track that outlives it.
+                        continue
+                    if self.settings.silhouette and len(found):
+                        found = replace(found, mask=self._motion.shapes())
                 parts.append(found)
             except Exception:  # any failure must fail closed, whatever it is
                 log.exception(
@@ -248,3 +253,20 @@ def _union(regions: Sequence[Region], w: int, h: int) -> BoolMask:
     for region in regions:
         out |= region.rasterize(w, h)
     return out
+
+
+class ScheduledReset:
+    """A DynamicPlanner whose background is reset at given times (seconds of video),
+    as `veil mask --reset-background-at` asks."""
+
+    def __init__(self, planner: DynamicPlanner, times: Sequence[float]) -> None:
+        self._planner = planner
+        self._pending = sorted(times)
+
+    def plan(self, frame: Frame) -> MaskPlan:
+        now = frame.time if frame.time is not None else frame.index / 25.0
+        if self._pending and now >= self._pending[0]:
+            while self._pending and now >= self._pending[0]:
+                self._pending.pop(0)
+            self._planner.reset_background()
+        return self._planner.plan(frame)
