@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from typer.testing import CliRunner
 
 from conftest import CLIP_FPS, decode_all
@@ -23,9 +24,10 @@ TUD = SHARED / "data" / "TUD-Stadtmitte"
 MAGENTA = np.array([255, 0, 255], np.uint8)  # BGR of #ff00ff
 
 
-def _magenta(image: np.ndarray) -> np.ndarray:
+def _magenta(image: NDArray[np.uint8]) -> NDArray[np.bool_]:
     # Lossless FFV1 output: the fill colour is exact.
-    return np.all(image == MAGENTA, axis=2)
+    hit: NDArray[np.bool_] = np.all(image == MAGENTA, axis=2)
+    return hit
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ Four named threads per camera, joined on stop:
   frame the masker has not taken yet is replaced: live video never queues up);
 - ``mask``: takes the newest frame, masks it, publishes the masked and the original
   picture, and hands both to the recorder;
-- ``record``: encodes masked and original segments from a bounded queue (about two
-  seconds of video), so encoding never delays masking; if it falls that far behind, frames
+- ``record``: encodes masked and original segments from a bounded queue (about a
+  second of video), so encoding never delays masking; if it falls that far behind, frames
   are left out of the recording (counted in ``frames_unrecorded``), never out of the live
   outputs, and memory stays bounded;
 - ``watchdog``: when no masked frame was published for ``stall_timeout`` seconds,
@@ -149,8 +149,10 @@ class CameraRuntime:
         self._max_latency = max_latency
         self._reconnect_max_delay = reconnect_max_delay
         self._mailbox = _Mailbox()
+        # About a second of video: enough to ride out a slow encode, and at most
+        # 2 x fps pictures held (about 80 MB at 720p, 15 fps) when encoding falls behind.
         self._to_record: queue.Queue[tuple[Image, Image]] = queue.Queue(
-            maxsize=max(2, round(2 * config.fps))
+            maxsize=max(2, round(config.fps))
         )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []

@@ -3,7 +3,8 @@
 Each camera gets a mount ``rtsp://HOST:PORT/<camera id>``. The media pipeline is
 ``appsrc ! videoconvert ! x264enc tune=zerolatency ! rtph264pay``; appsrc asks for
 data at the camera's frame rate and gets the newest *masked* picture (the original
-never reaches this module). Clients share one encoder per camera.
+never reaches this module). Clients share one encoder per camera. With credentials, every
+client must authenticate (RTSP basic auth) before it can describe or play a mount.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ gi.require_version("GstRtspServer", "1.0")
 from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+_ROLE = "viewer"
+"""The RTSP role given to clients that authenticated (the only role: masked video only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,11 +92,21 @@ def _fit(image: Image, width: int, height: int) -> Image:
 class RtspPublisher:
     """Runs GStreamer's RTSP server in its own GLib main loop thread."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, credentials: tuple[str, str] | None = None) -> None:
+        """``credentials`` (user, password): every client must give them (RTSP basic auth);
+        None: the output is open to whoever reaches the port."""
         Gst.init(None)
         self._server = GstRtspServer.RTSPServer()
         self._server.set_address(host)
         self._server.set_service(str(port))
+        self._protected = credentials is not None
+        if credentials is not None:
+            user, password = credentials
+            auth = GstRtspServer.RTSPAuth()
+            token = GstRtspServer.RTSPToken()
+            token.set_string("media.factory.role", _ROLE)
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(user, password), token)
+            self._server.set_auth(auth)
         self._loop = GLib.MainLoop()
         self._thread: threading.Thread | None = None
         self._source_id: int | None = None
@@ -102,6 +116,13 @@ class RtspPublisher:
     def add(self, mount: RtspMount) -> None:
         blank = bytes(mount.width * mount.height * 3)
         factory = _Factory(mount, lambda: blank)
+        if self._protected:
+            factory.add_role_from_structure(
+                Gst.Structure.new_from_string(
+                    f"{_ROLE}, media.factory.access=(boolean)true, "
+                    "media.factory.construct=(boolean)true"
+                )
+            )
         self._server.get_mount_points().add_factory(f"/{mount.camera_id}", factory)
 
     def url(self, camera_id: str) -> str:

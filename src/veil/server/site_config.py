@@ -100,6 +100,20 @@ class SecurityConfig(_Strict):
     )
     tls_cert: str | None = Field(default=None, description="PEM certificate for HTTPS.")
     tls_key: str | None = Field(default=None, description="PEM private key for HTTPS.")
+    rtsp_username: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description=(
+            "When set, the masked RTSP output asks for this user name and the password held "
+            "in the environment variable named by rtsp_password_env (RTSP basic auth sends it "
+            "unencrypted: use it on the VMS network or a VPN). Unset: no password is asked."
+        ),
+    )
+    rtsp_password_env: str = Field(
+        default="VEIL_RTSP_PASSWORD",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Environment variable with the RTSP password (kept out of the site file).",
+    )
     unmask_requires_approval: bool = Field(
         default=False,
         description="Unmasking needs a second investigator's approval (four-eyes rule).",
