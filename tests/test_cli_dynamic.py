@@ -127,7 +127,7 @@ def test_humans_to_png_sequence_covers_every_person(
     for n in range(1, 11):
         image = cv2.imread(str(tmp_path / "out" / f"{n:06d}.png"))
         assert image is not None
-        masked = _magenta(image)
+        masked = _magenta(np.asarray(image, dtype=np.uint8))
         for x, y, w, h in gt.xywh[gt.rows(n)]:
             x0, y0 = max(0, int(x)), max(0, int(y))
             x1, y1 = min(640, int(x + w)), min(480, int(y + h))
