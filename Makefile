@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit system-deps bench clean
+.PHONY: run demo test lint typecheck unit system-deps bench clean
 
 $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	bash scripts/install-system-deps.sh
@@ -19,6 +19,9 @@ system-deps:
 	bash scripts/install-system-deps.sh
 
 run: $(STAMP)
+	$(BIN)/veil serve
+
+demo: $(STAMP)
 	$(BIN)/veil demo
 
 test: $(STAMP) lint typecheck unit
@@ -34,7 +37,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -n 2 tests
 
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	VEIL_MODEL_DIR=$${VEIL_MODEL_DIR:-../shared/models} $(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache veil-output
