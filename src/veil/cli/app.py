@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "veil.cli.eval_cmd",
     "veil.cli.audit_cmd",
     "veil.cli.models_cmd",
+    "veil.cli.redact_cmd",
 )
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
