@@ -38,6 +38,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "veil.cli.audit_cmd",
     "veil.cli.models_cmd",
     "veil.cli.redact_cmd",
+    "veil.cli.serve",
 )
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
