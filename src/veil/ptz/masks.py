@@ -66,7 +66,7 @@ from numpy.typing import ArrayLike, NDArray
 from veil.core.errors import ShapeError
 from veil.core.frame import Frame
 from veil.core.plan import MaskLayer, MaskPlan, MaskReason
-from veil.core.region import MAX_VERTICES, MIN_VERTICES, BBox, BoolMask, Region
+from veil.core.region import BOUNDARY_EPS, MAX_VERTICES, MIN_VERTICES, BBox, BoolMask, Region
 from veil.core.style import Style
 from veil.ptz.camera import (
     CameraView,
@@ -93,7 +93,7 @@ MAX_VIEW_ANGLE_DEG = 89.0
 BORDER_PX = 2.0
 """Extra border beyond the grown margin when clipping, in pixels."""
 
-BOUNDARY_TOL = 1e-9
+BOUNDARY_TOL = BOUNDARY_EPS
 """Pixels whose centre lies this close (in pixels) to an edge count as on it: covered. Exact
 comparison would let rounding decide, and drop boundary pixels Region's rule covers."""
 
