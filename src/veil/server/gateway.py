@@ -41,6 +41,8 @@ from typing import TYPE_CHECKING
 
 from veil.config.schema import VeilConfig
 from veil.core.errors import ConfigError, VeilError
+from veil.ptz.config import PTZConfig
+from veil.ptz.runtime import PTZHub
 from veil.server.camera import CameraRuntime, FrameSourceFactory, Masker, MaskerFactory
 from veil.server.recorder import (
     EncryptedSegmentStore,
@@ -225,10 +227,18 @@ class Gateway:
             self.sessions = Sessions(self.users)
             self.tokens = ApiTokens(self.users)
             self.grants = UnmaskGrants(self.users)
-            self._masker_factory = self.options.masker_factory or default_masker_factory(
-                self.options.detect_budget_s
+            self.ptz = PTZHub.from_cameras(site.cameras)
+            """The site's pan-tilt-zoom cameras (moved through veil.server.ptz_routes)."""
+            for camera_id in self.ptz.ids:
+                self.ptz.camera(camera_id).on_change = self._ptz_changed
+            # Scene masks are drawn after each camera's own masking, at the position each
+            # frame was rendered at; 'ptz-demo' cameras get frames from their virtual head.
+            self._masker_factory = self.ptz.masker_factory(
+                self.options.masker_factory or default_masker_factory(self.options.detect_budget_s)
             )
-            self._source_factory = self.options.source_factory or open_frames
+            self._source_factory = self.ptz.source_factory(
+                self.options.source_factory or open_frames
+            )
             self._cameras: dict[str, CameraRuntime] = {}
             for camera in site.cameras:
                 self._cameras[camera.id] = self._build_camera(camera)
@@ -438,6 +448,20 @@ class Gateway:
             for c in on_disk.cameras
         ]
         save_site_file(on_disk.model_copy(update={"cameras": cameras}), self.site_file)
+
+    def _ptz_changed(self, camera_id: str, ptz: PTZConfig) -> None:
+        """A PTZ camera's scene masks or presets changed (through the API; the API audits
+        it): the site follows, and so does the site file, as it is on disk, atomically."""
+
+        def updated(cameras: list[CameraConfig]) -> list[CameraConfig]:
+            return [c.model_copy(update={"ptz": ptz}) if c.id == camera_id else c for c in cameras]
+
+        with self._config_lock:
+            if self.site_file is not None:
+                on_disk = load_site_file(self.site_file)
+                site = on_disk.model_copy(update={"cameras": updated(on_disk.cameras)})
+                save_site_file(site, self.site_file)
+            self.site = self.site.model_copy(update={"cameras": updated(self.site.cameras)})
 
     def reset_background(self, actor: Principal, camera_id: str) -> None:
         require(actor, Scope.CONFIGURE, audit=self.audit, target=f"camera:{camera_id}")

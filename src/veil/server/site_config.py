@@ -28,6 +28,8 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from veil.config.loader import format_path, locate_line, write_text_atomic
 from veil.config.schema import DynamicConfig, Method, VeilConfig
 from veil.core.errors import ConfigError
+from veil.core.style import StyleKind
+from veil.ptz.config import PTZConfig, SceneMaskConfig
 
 
 class _Strict(BaseModel):
@@ -55,7 +57,7 @@ class CameraConfig(_Strict):
         description=(
             "Where the video comes from: 'demo' (built-in synthetic scene), a file path "
             "(played in a loop), rtsp://..., http(s)://... (MJPEG or any FFmpeg input), "
-            "or 'webcam:/dev/video0'."
+            "'webcam:/dev/video0', or 'ptz-demo' (a virtual pan-tilt-zoom camera, see ptz)."
         ),
     )
     transport: Transport = Field(default=Transport.TCP, description="RTSP transport.")
@@ -70,6 +72,13 @@ class CameraConfig(_Strict):
     record_original: bool = Field(
         default=True,
         description="Keep an encrypted recording of the unmasked video for investigators.",
+    )
+    ptz: PTZConfig | None = Field(
+        default=None,
+        description=(
+            "Pan-tilt-zoom: the lens, privacy masks fixed to the scene (pan/tilt degrees), "
+            "presets, and for source 'ptz-demo' the virtual camera's 360 degree scene."
+        ),
     )
 
 
@@ -160,7 +169,27 @@ class SiteConfig(_Strict):
 
 
 def default_site() -> SiteConfig:
-    """The built-in demo site: one synthetic camera with motion masking."""
+    """The built-in demo site: a synthetic street camera with motion masking, and a virtual
+    pan-tilt-zoom camera over a 360 degree scene with a privacy mask fixed to the scene."""
+    ptz_demo = CameraConfig(
+        id="ptz",
+        name="Virtual PTZ camera",
+        source="ptz-demo",
+        fps=10.0,
+        width=960,
+        height=540,
+        record_original=False,
+        ptz=PTZConfig(
+            masks=[
+                SceneMaskConfig(
+                    name="neighbour",
+                    vertices=[(20.0, -5.0), (40.0, -5.0), (40.0, 12.0), (20.0, 12.0)],
+                    margin_deg=1.0,
+                    style=StyleKind.MOSAIC,
+                )
+            ]
+        ),
+    )
     demo = CameraConfig(
         id="demo",
         name="Demo camera",
@@ -170,7 +199,7 @@ def default_site() -> SiteConfig:
         height=720,
         masking=VeilConfig(dynamic=DynamicConfig(methods=[Method.MOTION], learning_time=1.0)),
     )
-    return SiteConfig(cameras=[demo])
+    return SiteConfig(cameras=[demo, ptz_demo])
 
 
 # -- site files -------------------------------------------------------------------------------
