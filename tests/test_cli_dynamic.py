@@ -43,7 +43,7 @@ def test_reset_background_masks_everything_while_relearning(
 ) -> None:
     out = tmp_path / "motion.mkv"
     config = tmp_path / "c.yaml"
-    config.write_text("dynamic:\n  methods: [motion]\n  learning_time: 0.3\n")
+    config.write_text("dynamic:\n  methods: [motion]\n  learning_time: 0.3\n  hold_time: 0.2\n")
     result = CliRunner().invoke(
         app,
         [
@@ -54,11 +54,12 @@ def test_reset_background_masks_everything_while_relearning(
     assert result.exit_code == 0, result.output
     covered = [float(_magenta(f).mean()) for f in decode_all(out)]
     assert len(covered) == 20
-    # 10 fps: learning covers frames 0-2; the reset at 1.2 s covers frames 12-14 again.
-    assert covered[:3] == [1.0, 1.0, 1.0]
-    assert all(c < 1.0 for c in covered[4:12]), covered
-    assert covered[12:15] == [1.0, 1.0, 1.0]
-    assert all(c < 1.0 for c in covered[16:]), covered
+    # 10 fps: learning covers frames 0-2 and the hold after it frames 3-4; the reset at
+    # 1.2 s covers frames 12-14 and 15-16 again.
+    assert covered[:5] == [1.0] * 5
+    assert all(c < 1.0 for c in covered[5:12]), covered
+    assert covered[12:17] == [1.0] * 5
+    assert all(c < 1.0 for c in covered[17:]), covered
 
 
 def test_motion_after_learning_masks_the_movers_only(tmp_path: Path) -> None:

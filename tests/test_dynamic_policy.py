@@ -109,6 +109,19 @@ def test_motion_learning_masks_the_whole_frame() -> None:
     assert motion.resets == 1
 
 
+def test_the_whole_frame_stays_masked_for_a_while_after_learning() -> None:
+    motion = ScriptedDetector({}, DetectionSource.MOTION)
+    motion.learning = True
+    planner = _planner(DynamicSettings(hide_motion=True, after_learning_frames=3), motion=motion)
+    assert planner.plan(_frame(0)).fully_masked
+    motion.learning = False
+    assert [planner.plan(_frame(i)).fully_masked for i in range(1, 6)] == [
+        True, True, True, False, False
+    ]  # fmt: skip
+    planner.reset_background()
+    assert motion.resets == 1
+
+
 def test_a_detector_over_its_time_budget_masks_the_whole_frame() -> None:
     class Slow(ScriptedDetector):
         def detect(self, frame: Frame) -> Detections:

@@ -23,6 +23,7 @@ from veil.detect.persons import (
     PersonDetector,
     PersonSettings,
     _tile_spans,
+    auto_input_size,
     make_yolox_dims_dynamic,
     nms,
     sensitivity_to_threshold,
@@ -175,14 +176,24 @@ def test_persons_on_tud_frame_1_match_ground_truth(detector: PersonDetector) -> 
     assert np.all(found.xyxy[:, 3] <= image.shape[0])
 
 
-def test_boxes_follow_the_picture_scale(detector: PersonDetector) -> None:
-    """Letterbox and decoding map back to frame pixels at any frame size."""
+def test_boxes_follow_the_picture_scale(model_path: Path) -> None:
+    """Letterbox and decoding map back to frame pixels at any frame size (at one fixed
+    input size, so the detector sees the same picture both times)."""
+    detector = PersonDetector(model_path, PersonSettings(input_size=800))
     image = tud_frame(1)
     small = detector.detect_image(image)
     big = detector.detect_image(check_image(np.asarray(cv2.resize(image, None, fx=2, fy=2))))
     assert len(big) == len(small)
     match = iou_matrix(small.xyxy, big.xyxy / 2).max(axis=1)
     assert np.all(match > 0.9), match
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"), [((640, 480), 800), ((1280, 720), 1088), ((1920, 1080), 1280)]
+)
+def test_auto_input_follows_the_picture(size: tuple[int, int], expected: int) -> None:
+    assert auto_input_size(*size) == expected
+    assert PersonSettings.from_config(DynamicConfig()).input_size is None
 
 
 def test_blank_picture_finds_nobody(detector: PersonDetector) -> None:

@@ -194,13 +194,28 @@ _MARGIN_RE = re.compile(r"^(?P<value>\d+(\.\d+)?)\s*(?P<unit>px|%)$")
 class PersonDetectorConfig(Strict):
     """Settings of the person detector (YOLOX-nano)."""
 
-    input_size: int = Field(
-        default=800,
-        ge=160,
-        le=1920,
-        multiple_of=32,
-        description="Longest side the picture is scaled to. Larger finds smaller people, slower.",
+    input_size: int | str = Field(
+        default="auto",
+        description=(
+            "Longest side the picture is scaled to for the detector (a multiple of 32). "
+            "Larger finds smaller people, slower. 'auto': 0.85 of the picture's longest side "
+            "within 800..1280 (1088 for 720p, 800 for 640x480)."
+        ),
     )
+
+    @field_validator("input_size")
+    @classmethod
+    def _check_input_size(cls, value: int | str) -> int | str:
+        if isinstance(value, str):
+            if value != "auto":
+                raise ValueError(f"must be 'auto' or a multiple of 32, got {value!r}")
+            return value
+        if value % 32:
+            raise ValueError(f"must be a multiple of 32, got {value}")
+        if not 160 <= value <= 1920:
+            raise ValueError(f"must be within 160..1920, got {value}")
+        return value
+
     tiles: int = Field(
         default=1,
         ge=1,

@@ -51,6 +51,24 @@ _CUT_CONTAINMENT = 0.7
 _MAX_CANDIDATES = 1000
 
 
+AUTO_INPUT_SHARE = 0.85
+AUTO_INPUT_MIN = 800
+AUTO_INPUT_MAX = 1280
+
+
+def auto_input_size(width: int, height: int) -> int:
+    """The default detector input for a picture: 0.85 of its longest side, rounded up to a
+    multiple of 32, within 800..1280.
+
+    Why it follows the picture: YOLOX-nano misses people under about 60 px once the picture
+    is shrunk, so a fixed 800 leaked people 40-80 px tall in a 720p crowd for 77 frames in
+    a row, while a fixed larger input enlarges small pictures (TUD's 640x480) past what the
+    model was trained on and loses recall there. Measured with bench/bench_quality.py.
+    """
+    side = math.ceil(AUTO_INPUT_SHARE * max(width, height) / 32) * 32
+    return int(min(AUTO_INPUT_MAX, max(AUTO_INPUT_MIN, side)))
+
+
 def sensitivity_to_threshold(sensitivity: float) -> float:
     """Detector score threshold for a sensitivity 0..100: 0.7 * (100 - s) / 100, clipped to
     0.05..0.95. Higher sensitivity, lower threshold: more people found, more false alarms.
@@ -66,7 +84,8 @@ class PersonSettings:
     """How the person detector runs.
 
     ``input_size``: the longest side the picture (and each tile) is scaled to, a multiple of
-    32. Larger finds smaller people and costs time roughly with its square.
+    32. Larger finds smaller people and costs time roughly with its square. None (the
+    default) follows the picture: see :func:`auto_input_size`.
     ``tiles``: when above 1, the picture is also cut into ``tiles x tiles`` overlapping tiles,
     each run at ``input_size``, to find small, distant people; each tile is one more run.
     ``score_threshold``: objectness x person probability needed; lower masks more, including
@@ -75,14 +94,16 @@ class PersonSettings:
     ``threads``: onnxruntime intra-op threads.
     """
 
-    input_size: int = 800
+    input_size: int | None = None
     tiles: int = 1
     score_threshold: float = 0.35
     nms_iou: float = 0.45
     threads: int = 2
 
     def __post_init__(self) -> None:
-        if not 160 <= self.input_size <= 1920 or self.input_size % 32:
+        if self.input_size is not None and (
+            not 160 <= self.input_size <= 1920 or self.input_size % 32
+        ):
             raise ConfigError(
                 f"person input_size must be a multiple of 32 within 160..1920, "
                 f"got {self.input_size}"
@@ -104,7 +125,9 @@ class PersonSettings:
         """Settings from the config: input size and tiles from ``dynamic.person``, the score
         threshold from ``dynamic.sensitivity`` (see :func:`sensitivity_to_threshold`)."""
         return cls(
-            input_size=dynamic.person.input_size,
+            input_size=(
+                dynamic.person.input_size if isinstance(dynamic.person.input_size, int) else None
+            ),
             tiles=dynamic.person.tiles,
             score_threshold=sensitivity_to_threshold(dynamic.sensitivity),
             threads=threads,
@@ -398,8 +421,9 @@ class PersonDetector:
         boxes: list[NDArray[np.float32]] = []
         scores: list[NDArray[np.float32]] = []
         cuts: list[NDArray[np.bool_]] = []
+        size = s.input_size or auto_input_size(width, height)
         for x0, y0, x1, y1 in regions:
-            b, sc = self._run(image[y0:y1, x0:x1])
+            b, sc = self._run(image[y0:y1, x0:x1], size)
             b += np.array([x0, y0, x0, y0], np.float32)
             boxes.append(b)
             scores.append(sc)
@@ -455,10 +479,10 @@ class PersonDetector:
                 keep[i] = False
         return keep
 
-    def _run(self, image: Image) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-        """Boxes (in ``image`` pixels) and scores of people in one image or tile."""
+    def _run(self, image: Image, size: int) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """Boxes (in ``image`` pixels) and scores of people in one image or tile, with the
+        image's longest side scaled to ``size``."""
         height, width = image.shape[:2]
-        size = self._settings.input_size
         ratio = size / max(height, width)
         new_w = max(1, int(width * ratio))
         new_h = max(1, int(height * ratio))

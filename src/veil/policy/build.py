@@ -7,6 +7,8 @@ an error here (a missing model, say) leaves the running configuration in place.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -33,7 +35,7 @@ least over-masking; 1.0 masked 28 % of the frame, 0.25 let one person drop under
 
 
 def dynamic_settings(
-    dynamic: DynamicConfig, detect_budget_s: float | None = None
+    dynamic: DynamicConfig, detect_budget_s: float | None = None, fps: float = 0.0
 ) -> DynamicSettings:
     methods = set(dynamic.methods)
     return DynamicSettings(
@@ -47,6 +49,7 @@ def dynamic_settings(
         include=tuple(Region(_points(area)) for area in dynamic.include),
         exclude=tuple(Region(_points(area)) for area in dynamic.exclude),
         detect_budget_s=detect_budget_s,
+        after_learning_frames=math.ceil(dynamic.hold_time * fps) if fps else 0,
     )
 
 
@@ -80,7 +83,7 @@ def build_dynamic_planner(
         )
     )
     return DynamicPlanner(
-        dynamic_settings(dynamic, detect_budget_s),
+        dynamic_settings(dynamic, detect_budget_s, fps),
         tracker,
         motion=motion,
         persons=persons,

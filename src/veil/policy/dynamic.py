@@ -78,6 +78,10 @@ class DynamicSettings:
     exclude: tuple[Region, ...] = ()
     detect_budget_s: float | None = None
     """Live use: a frame whose detectors take longer than this is fully masked."""
+    after_learning_frames: int = 0
+    """Frames the whole picture stays masked after the motion model ends learning: a person
+    present while it learned is part of its background until they move away, so the
+    first moments after learning are not trusted either (the hold time, by default)."""
 
 
 class DynamicPlanner:
@@ -99,6 +103,7 @@ class DynamicPlanner:
         self._areas_cache: dict[tuple[int, int], tuple[BoolMask | None, BoolMask | None]] = {}
         self.failed_frames = 0
         """Frames masked whole because a detector failed or ran late."""
+        self._since_learning = 0
 
     def reset_background(self) -> None:
         """Take the current picture as the new normal. The motion model re-learns, and
@@ -111,13 +116,23 @@ class DynamicPlanner:
         detections, failed = self._detect(frame)
         # Tracks must keep coasting through a failed frame, so update with None.
         tracks = self._tracker.update(None if failed else detections, (w, h))
-        if failed or (self._motion is not None and self._motion.learning):
+        if failed or self._motion_untrusted():
             return MaskPlan(w, h, (self._full_frame(w, h),))
         hidden = self._hidden_pixels(tracks, w, h)
         layer = MaskLayer.from_full_mask(hidden, self.settings.style, self._reason(), "dynamic")
         return MaskPlan(w, h, (layer,) if layer else ())
 
     # -- stages ---------------------------------------------------------------
+
+    def _motion_untrusted(self) -> bool:
+        """True while the motion model learns and for a while after (see settings)."""
+        if self._motion is None:
+            return False
+        if self._motion.learning:
+            self._since_learning = 0
+            return True
+        self._since_learning += 1
+        return self._since_learning <= self.settings.after_learning_frames
 
     def _detect(self, frame: Frame) -> tuple[Detections, bool]:
         parts: list[Detections] = []

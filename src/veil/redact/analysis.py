@@ -219,7 +219,9 @@ class AnalysisSettings:
 
         dynamic = config.dynamic
         return cls(
-            person_input_size=dynamic.person.input_size,
+            person_input_size=(
+                dynamic.person.input_size if isinstance(dynamic.person.input_size, int) else 640
+            ),
             person_tiles=dynamic.person.tiles,
             person_threshold=min(0.3, sensitivity_to_threshold(dynamic.sensitivity)),
             motion_sensitivity=float(dynamic.sensitivity),
