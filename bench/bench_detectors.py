@@ -50,7 +50,7 @@ from numpy.typing import NDArray
 from veil.core.detections import Detections
 from veil.core.frame import Image, check_image
 from veil.detect.faces import FaceDetector, FaceSettings, head_regions
-from veil.detect.persons import PersonDetector, PersonSettings
+from veil.detect.persons import PersonDetector, PersonSettings, auto_input_size
 from veil.models import resolve_model
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -70,6 +70,7 @@ PERSON_SETTINGS: tuple[tuple[int, int], ...] = (
     (640, 1),
     (800, 1),
     (960, 1),
+    (1088, 1),
     (416, 2),
     (640, 2),
 )
@@ -364,7 +365,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tud_recall(person_model, args.tud, args.threads, args.threshold)
     bench_faces(face_model, frames, args.threshold)
     method = bench_faces_method(person_model, face_model, frames, args.threads)
-    default = persons[(PersonSettings().input_size, PersonSettings().tiles)]
+    # The default input follows the picture ('auto'); 1088 for the 720p clip.
+    default_size = PersonSettings().input_size or auto_input_size(width, height)
+    default = persons[(default_size, PersonSettings().tiles)]
     print(
         f"\ntarget {TARGET_FPS:.0f} fps at 720p: persons (defaults) {default.fps:.1f} fps, "
         f"faces method {method.fps:.1f} fps"
