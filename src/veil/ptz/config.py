@@ -28,6 +28,7 @@ the position it reports). :func:`compile_ptz` turns the configuration into a
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from veil.core.region import MAX_VERTICES, MIN_VERTICES
 from veil.policy.static import style_from_config
 from veil.ptz.camera import MAX_HFOV_DEG, Lens, PTZState
 from veil.ptz.masks import PTZMaskPlanner, SceneMask
+from veil.ptz.onvif_client import OnvifPTZPosition
 from veil.ptz.onvif_status import EXACT, MotionUncertainty, PositionProvider
 from veil.ptz.virtual import PTZLimits, VirtualPTZ, synthetic_equirect
 
@@ -200,6 +202,54 @@ class MotionConfig(_Strict):
         )
 
 
+class OnvifConfig(_Strict):
+    """A real camera's ONVIF PTZ service, polled with GetStatus for the head's position
+    (see veil.ptz.onvif_client). The password is read from an environment variable, never
+    from the site file."""
+
+    url: str = Field(description="PTZ service address, e.g. http://192.168.1.64/onvif/ptz_service")
+    profile_token: str = Field(min_length=1, description="Media profile with the PTZ node.")
+    username: str | None = Field(default=None, description="ONVIF user; unset: no WS-Security.")
+    password_env: str | None = Field(
+        default=None, description="Environment variable holding the ONVIF user's password."
+    )
+    tilt_min_deg: float = Field(default=-90.0, ge=-90, le=90, description="Tilt at generic y=-1.")
+    tilt_max_deg: float = Field(default=90.0, ge=-90, le=90, description="Tilt at generic y=1.")
+    poll_interval_s: float = Field(default=0.2, gt=0, le=10)
+    timeout_s: float = Field(default=1.0, gt=0, le=30)
+    stale_after_s: float = Field(
+        default=1.0, gt=0, le=60, description="Older readings mask the whole picture."
+    )
+
+    @model_validator(mode="after")
+    def _tilt_order(self) -> OnvifConfig:
+        if self.tilt_min_deg >= self.tilt_max_deg:
+            raise ValueError("tilt_min_deg must be below tilt_max_deg")
+        return self
+
+    def provider(self, *, clock: Callable[[], float] = time.monotonic) -> OnvifPTZPosition:
+        """Start polling the camera (close the provider to stop)."""
+        password = None
+        if self.password_env is not None:
+            password = os.environ.get(self.password_env)
+            if password is None:
+                raise ConfigError(
+                    f"ptz.onvif.password_env: environment variable {self.password_env} is not set",
+                    hint=f"export {self.password_env}=... before starting Veil",
+                )
+        return OnvifPTZPosition(
+            self.url,
+            self.profile_token,
+            username=self.username,
+            password=password,
+            tilt_range_deg=(self.tilt_min_deg, self.tilt_max_deg),
+            poll_interval_s=self.poll_interval_s,
+            timeout_s=self.timeout_s,
+            stale_after_s=self.stale_after_s,
+            clock=clock,
+        )
+
+
 class PositionConfig(_Strict):
     """A position: pan and tilt in degrees, zoom 0 (wide) to 1 (tele)."""
 
@@ -292,6 +342,11 @@ class PTZConfig(_Strict):
         default_factory=VirtualConfig,
         description="The virtual camera's source; null for a real camera.",
     )
+    onvif: OnvifConfig | None = Field(
+        default=None,
+        description="A real camera's ONVIF PTZ service, read for its position; unset: the "
+        "position of a real head is unknown and its scene masks mask the whole picture.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> PTZConfig:
@@ -309,7 +364,10 @@ class PTZConfig(_Strict):
         return [m.scene_mask() for m in self.masks if m.enabled]
 
     def uncertainty(self) -> MotionUncertainty:
-        return EXACT if self.motion is None else self.motion.uncertainty()
+        if self.motion is not None:
+            return self.motion.uncertainty()
+        # a real head's readings are never exact: default margins while it moves
+        return MotionUncertainty() if self.onvif is not None else EXACT
 
 
 # --------------------------------------------------------------------------- compiling

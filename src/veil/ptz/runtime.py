@@ -178,6 +178,12 @@ class PTZCamera:
         rate = Fraction(fps).limit_denominator(1001)
         self._time_base = 1 / rate
 
+    def close(self) -> None:
+        """Stop the position provider's polling, if it has any (an ONVIF reader)."""
+        close = getattr(self._position, "close", None)
+        if callable(close):
+            close()
+
     # ----------------------------------------------------------------- properties
 
     @property
@@ -637,13 +643,21 @@ class PTZHub:
         with self._lock:
             return list(self._cameras)
 
+    def close(self) -> None:
+        """Stop every camera's position polling (ONVIF readers' threads)."""
+        for camera_id in self.ids:
+            camera = self.get(camera_id)
+            if camera is not None:
+                camera.close()
+
     @classmethod
     def from_cameras(
         cls, cameras: Iterable[object], *, clock: Callable[[], float] = time.monotonic
     ) -> PTZHub:
         """A hub for every camera whose source is ``ptz-demo`` (virtual; its ``ptz``
         section, if any, sets lens, masks and scene) or that has a ``ptz`` section (a real
-        head: until Veil reads its position, its scene masks mask the whole picture)."""
+        head: its position is read over ONVIF when ``ptz.onvif`` is set, else its scene masks
+        mask the whole picture)."""
         hub = cls()
         for camera in cameras:
             ptz = getattr(camera, "ptz", None)
@@ -670,7 +684,17 @@ class PTZHub:
                     "camera's width and height instead (the outputs use the camera's size)",
                 )
             fps = float(getattr(camera, "fps"))  # noqa: B009
-            hub.add(PTZCamera(camera_id, config, width, height, fps=fps, clock=clock))
+            position = None
+            if config.virtual is None and config.onvif is not None:
+                position = config.onvif.provider(clock=clock)
+            elif config.onvif is not None:
+                raise ConfigError(
+                    f"camera {camera_id}: ptz.onvif is for real cameras, not source: {PTZ_DEMO}",
+                    hint="remove ptz.onvif, or set the camera's real source",
+                )
+            hub.add(
+                PTZCamera(camera_id, config, width, height, fps=fps, clock=clock, position=position)
+            )
         return hub
 
     def source_factory(

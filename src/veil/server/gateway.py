@@ -338,6 +338,7 @@ class Gateway:
                 thread.join(timeout=10)
         finally:
             self._threads.clear()
+            self.ptz.close()  # stops ONVIF position polling of real PTZ heads
             self.db.close()
             log.info("gateway stopped")
 
