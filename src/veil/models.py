@@ -37,6 +37,7 @@ from types import MappingProxyType
 from typing import BinaryIO
 
 from veil.core.errors import ModelError
+from veil.core.files import sha256_file as sha256_file  # re-exported: tests patch it here
 
 MODEL_DIR_ENV = "VEIL_MODEL_DIR"
 """Environment variable naming a folder of detector weights."""
@@ -141,15 +142,6 @@ def default_fetch_dir(model_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 # --------------------------------------------------------------------------- hashing
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's contents."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _hash_cache_path() -> Path:

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 import numpy as np
 
@@ -31,6 +31,8 @@ from veil.policy.base import FramePlanner
 from veil.render.renderers import FrameRenderer
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 QUEUE_SIZE: Final = 4
 """Decoded frames waiting to be masked: enough to keep both threads busy, bounded memory."""
@@ -175,8 +177,12 @@ def _black(frame: Frame) -> Frame:
     return frame.with_image(np.zeros_like(frame.image))
 
 
-def _put(items: queue.Queue[_QueueItem], item: _QueueItem, stop: threading.Event) -> bool:
-    """Put ``item``, waiting for room; False if ``stop`` was set meanwhile."""
+def put_unless_stopped(items: queue.Queue[_T], item: _T, stop: threading.Event) -> bool:
+    """Put ``item``, waiting for room; False if ``stop`` was set meanwhile.
+
+    For a decode thread feeding a bounded queue: a plain blocking ``put`` would hang
+    the thread forever once its consumer has stopped reading.
+    """
     while not stop.is_set():
         try:
             items.put(item, timeout=0.1)
@@ -194,14 +200,14 @@ def _decode_into(
     end = _End()
     try:
         for item in reader:
-            if not _put(items, item, stop):
+            if not put_unless_stopped(items, item, stop):
                 return
     except BaseException as error:  # noqa: BLE001 - handed to the consumer, which re-raises it
         end = _End(error)
     finally:
         # Finish the reader in this thread: it owns the decoder's state.
         reader.close()
-        _put(items, end, stop)
+        put_unless_stopped(items, end, stop)
 
 
 def _drain(

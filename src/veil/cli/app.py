@@ -12,9 +12,9 @@ from importlib import import_module
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from veil import __version__
+from veil.cli.errors import print_error
 from veil.core.errors import VeilError
 
 app = typer.Typer(
@@ -68,7 +68,7 @@ def main() -> None:
     try:
         app()
     except VeilError as error:
-        stderr.print(f"[bold red]error:[/] {escape(str(error))}", markup=True)
+        print_error(error)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         stderr.print("interrupted")

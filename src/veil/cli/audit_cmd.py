@@ -12,12 +12,10 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import NoReturn
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from veil.cli.errors import fail
 from veil.core.errors import UsageError, VeilError
 from veil.vault.audit import AuditLog, audit_key_from
 from veil.vault.db import Database
@@ -32,19 +30,12 @@ audit_app = typer.Typer(
     no_args_is_help=True,
 )
 
-_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-
 _DB_HELP = "The gateway's database: its veil.db file or its data folder."
 
 
 def register(app: typer.Typer) -> None:
     """Add the ``audit`` command group to ``app``."""
     app.add_typer(audit_app, name="audit")
-
-
-def _fail(error: VeilError) -> NoReturn:
-    _stderr.print(f"[bold red]error:[/] {escape(str(error))}", markup=True)
-    raise typer.Exit(code=error.exit_code)
 
 
 def _hmac_key(key_file: Path | None, key_params: Path | None) -> bytes | None:
@@ -112,7 +103,7 @@ def verify_command(
         finally:
             database.close()
     except VeilError as error:
-        _fail(error)
+        fail(error)
     if result.ok:
         typer.echo(str(result))
         return
@@ -142,7 +133,7 @@ def show_command(
         finally:
             database.close()
     except VeilError as error:
-        _fail(error)
+        fail(error)
     if not entries:
         typer.echo("the audit log is empty")
         return

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
+from veil.cli.errors import fail
 from veil.config.loader import dump_config, load_config, parse_config_dict, write_text_atomic
 from veil.config.onvif import (
     DEFAULT_CONFIGURATION_TOKEN,
@@ -43,12 +42,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(config_app, name="config")
 
 
-def _fail(error: VeilError) -> NoReturn:
-    # Escaped: messages hold brackets ("masks[1]", "[x, y]") that rich would eat as markup.
-    _stderr.print(f"[bold red]error:[/] {escape(str(error))}", markup=True)
-    raise typer.Exit(code=error.exit_code)
-
-
 @config_app.command("validate")
 def validate_command(
     file: Path = typer.Argument(..., help="The configuration file (YAML).", show_default=False),
@@ -62,7 +55,7 @@ def validate_command(
     try:
         config = load_config(file)
     except VeilError as error:
-        _fail(error)
+        fail(error)
     enabled = sum(mask.enabled for mask in config.masks)
     methods = ", ".join(m.value for m in config.dynamic.methods) or "off"
     typer.echo(
@@ -120,7 +113,7 @@ def import_onvif_command(
         config = parse_config_dict({"masks": [m.model_dump() for m in masks]}, str(source))
         dump_config(config, output, overwrite=overwrite)
     except VeilError as error:
-        _fail(error)
+        fail(error)
     typer.echo(f"{output}: wrote {len(masks)} mask{'' if len(masks) == 1 else 's'} from {source}")
 
 
@@ -169,7 +162,7 @@ def export_onvif_command(
         text = _write_onvif(config.masks, output, token, resolution)
         write_text_atomic(output, text, overwrite=overwrite)
     except VeilError as error:
-        _fail(error)
+        fail(error)
     count = len(config.masks)
     typer.echo(f"{output}: wrote {count} ONVIF mask{'' if count == 1 else 's'}")
 

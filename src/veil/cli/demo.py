@@ -7,20 +7,16 @@ Needs nothing but Veil itself: the clip is a synthetic street scene with people 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from veil.cli.errors import fail
 from veil.config.loader import dump_config, parse_config_dict
 from veil.config.schema import VeilConfig
 from veil.core.errors import OutputError, VeilError
 from veil.media.synthetic import write_demo_clip
 
 from .mask import mask_video
-
-_stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 DEFAULT_OUTPUT_DIR = Path("veil-output")
 INPUT_NAME = "demo-input.mp4"
@@ -63,11 +59,6 @@ def demo_config() -> VeilConfig:
     return parse_config_dict({"masks": DEMO_MASKS}, "demo configuration")
 
 
-def _fail(error: VeilError) -> NoReturn:
-    _stderr.print(f"[bold red]error:[/] {escape(str(error))}", markup=True)
-    raise typer.Exit(code=error.exit_code)
-
-
 def demo_command(
     output: Path = typer.Option(
         DEFAULT_OUTPUT_DIR, "--output", "-o", help="Folder for the demo's files."
@@ -98,7 +89,7 @@ def demo_command(
         dump_config(config, config_path, overwrite=True)
         stats = mask_video(str(source), str(masked), config, overwrite=True, quiet=quiet)
     except VeilError as error:
-        _fail(error)
+        fail(error)
     typer.echo(f"demo input:   {source}")
     typer.echo(f"demo config:  {config_path}")
     typer.echo(f"masked video: {masked} ({stats.frames} frames at {stats.fps:.1f} fps)")

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from veil.cli.errors import fail
 from veil.config.loader import load_config, parse_config_dict
 from veil.config.schema import VeilConfig
 from veil.core.errors import ConfigError, MediaDecodeError, UsageError, VeilError
@@ -261,12 +262,6 @@ def _report_damage(input_uri: str, stats: RunStats, messages: Sequence[str]) -> 
         )
 
 
-def _fail(error: VeilError) -> NoReturn:
-    # Escaped: messages hold brackets ("masks[1]") that rich would take as markup.
-    _stderr.print(f"[bold red]error:[/] {escape(str(error))}", markup=True)
-    raise typer.Exit(code=error.exit_code)
-
-
 def mask_command(
     input_uri: str = typer.Argument(
         ...,
@@ -413,7 +408,7 @@ def mask_command(
             reset_background_at=sorted(reset_background_at or ()),
         )
     except VeilError as error:
-        _fail(error)
+        fail(error)
     if not quiet:
         typer.echo(f"masked {stats.frames} frames at {stats.fps:.1f} fps -> {output}")
 

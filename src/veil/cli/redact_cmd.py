@@ -17,12 +17,13 @@ import json
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from veil.cli.errors import fail
 from veil.core.errors import UsageError, VeilError
 
 from .progress import FrameProgress
@@ -49,11 +50,6 @@ _stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 def register(app: typer.Typer) -> None:
     """Add the ``redact`` command group to ``app``."""
     app.add_typer(redact_app, name="redact")
-
-
-def _fail(error: VeilError) -> NoReturn:
-    _stderr.print(f"[bold red]error:[/] {escape(str(error))}", markup=True)
-    raise typer.Exit(code=error.exit_code)
 
 
 def _say(text: str) -> None:
@@ -144,7 +140,7 @@ def analyse_command(
             analysis = analyse_video(video, settings, progress=bar, fps=rate)
         analysis.save(path)
     except VeilError as error:
-        _fail(error)
+        fail(error)
     kinds: dict[str, int] = {}
     for track in analysis.tracks:
         kinds[track.kind.value] = kinds.get(track.kind.value, 0) + 1
@@ -177,7 +173,7 @@ def tracks_command(
     try:
         analysis = Analysis.load(analysis_file)
     except VeilError as error:
-        _fail(error)
+        fail(error)
     fps = analysis.video.fps_value
     if thumbnails is not None:
         thumbnails.mkdir(parents=True, exist_ok=True)
@@ -238,7 +234,7 @@ def preview_command(
         analysis, resolved, _ = _load(video, analysis_file, selection_file)
         preview_frame(video, analysis, resolved, frame, output, overwrite=overwrite, labels=labels)
     except VeilError as error:
-        _fail(error)
+        fail(error)
     _say(f"frame {frame} -> {output}")
 
 
@@ -301,7 +297,7 @@ def export_command(
                 selection_path=selection_file,
             )
     except VeilError as error:
-        _fail(error)
+        fail(error)
     if result.key_created:
         _say(
             f"created a signing key at {result.key_path} (keep it; its public key is in "
@@ -394,7 +390,7 @@ def eval_command(
         truth = load_ground_truth(gt)
         quality = evaluate_redaction(analysis, resolved, truth, kept_person=kept_person)
     except VeilError as error:
-        _fail(error)
+        fail(error)
     console = Console(highlight=False)
     console.print(quality.report.summary())
     failures = list(
@@ -441,7 +437,7 @@ def verify_command(
     try:
         key = verify_public_key_arg(public_key)
     except VeilError as error:
-        _fail(error)
+        fail(error)
     path = manifest if manifest is not None else manifest_paths(output)[0]
     result = verify_export(output, path, key)
     if result.ok:

@@ -13,12 +13,9 @@ own line, so a user fixes them in one pass instead of one run per typo.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import io
-import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -36,6 +33,7 @@ from ruamel.yaml.scalarbool import ScalarBoolean
 
 from veil.config.schema import VeilConfig
 from veil.core.errors import ConfigError, OutputError
+from veil.core.files import replace_atomically
 
 MAX_REPORTED = 10
 """At most this many problems are listed; the rest are counted."""
@@ -138,7 +136,7 @@ def load_config_text(text: str, source_name: str = "<config>") -> VeilConfig:
             location=f"{source_name}:1",
             hint=SCHEMA_HINT,
         )
-    return _validate(_plain(document), source_name, document)
+    return _validate(plain_yaml(document), source_name, document)
 
 
 def parse_config_dict(data: Mapping[str, Any], source_name: str = "<config>") -> VeilConfig:
@@ -218,12 +216,18 @@ def _find_tag(node: object, line: int) -> tuple[str, int] | None:
     return None
 
 
-def _plain(node: object) -> object:
-    """ruamel's round-trip types as plain dicts, lists, floats and ints."""
+def plain_yaml(node: object, *, str_keys: bool = False) -> object:
+    """ruamel's round-trip types as plain dicts, lists, floats and ints (for pydantic).
+
+    ``str_keys`` turns every mapping key into a string (a YAML key may be a number).
+    """
     if isinstance(node, Mapping):
-        return {key: _plain(value) for key, value in node.items()}
+        return {
+            (str(key) if str_keys else key): plain_yaml(value, str_keys=str_keys)
+            for key, value in node.items()
+        }
     if isinstance(node, list):
-        return [_plain(item) for item in node]
+        return [plain_yaml(item, str_keys=str_keys) for item in node]
     if node is None:
         return None
     if isinstance(node, bool | ScalarBoolean):
@@ -472,24 +476,13 @@ def write_text_atomic(path: Path, text: str, *, overwrite: bool) -> None:
     try:
         # A mode of the existing file is kept; a new file gets the usual 0644.
         mode = path.stat().st_mode & 0o7777 if path.exists() else 0o644
-        handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as error:
         raise OutputError(f"cannot write {str(path)!r}: {error.strerror or error}") from None
+    data = text.encode("utf-8")  # what a text file with newline="\n" would hold
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
+        replace_atomically(path, data, mode)
     except OSError as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
         raise OutputError(
             f"cannot write {str(path)!r}: {error.strerror or error}",
             hint="check free space and permissions; the previous file, if any, is unchanged",
         ) from None
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise

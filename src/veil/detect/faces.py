@@ -29,8 +29,9 @@ from numpy.typing import NDArray
 
 from veil.config.schema import DynamicConfig
 from veil.core.detections import Detections, DetectionSource
-from veil.core.errors import ConfigError, DetectorError, ModelError, VeilError
-from veil.core.frame import Frame, Image, check_image
+from veil.core.errors import ConfigError, DetectorError, ModelError
+from veil.core.frame import Frame, Image
+from veil.detect.base import detect_guarded
 from veil.detect.persons import sensitivity_to_threshold
 from veil.models import YUNET, resolve_model
 
@@ -138,16 +139,7 @@ class FaceDetector:
 
     def detect_image(self, image: Image) -> Detections:
         """Faces in a BGR uint8 image (what :meth:`detect` runs on a frame's picture)."""
-        check_image(image, "face detector input")
-        try:
-            return self._detect(image)
-        except VeilError:
-            raise
-        except Exception as error:  # any other failure must mask the frame, not pass it
-            raise DetectorError(
-                f"face detector failed: {type(error).__name__}: {error}",
-                hint="the frame is masked whole",
-            ) from error
+        return detect_guarded(image, "face", self._detect)
 
     def _detect(self, image: Image) -> Detections:
         height, width = image.shape[:2]

@@ -35,8 +35,9 @@ from numpy.typing import NDArray
 
 from veil.config.schema import DynamicConfig
 from veil.core.detections import Detections, DetectionSource
-from veil.core.errors import ConfigError, DetectorError, ModelError, VeilError
-from veil.core.frame import Frame, Image, check_image
+from veil.core.errors import ConfigError, DetectorError, ModelError
+from veil.core.frame import Frame, Image
+from veil.detect.base import detect_guarded
 from veil.models import YOLOX_NANO, resolve_model
 
 PERSON_CLASS = 0
@@ -403,16 +404,7 @@ class PersonDetector:
 
     def detect_image(self, image: Image) -> Detections:
         """People in a BGR uint8 image (what :meth:`detect` runs on a frame's picture)."""
-        check_image(image, "person detector input")
-        try:
-            return self._detect(image)
-        except VeilError:
-            raise
-        except Exception as error:  # any other failure must mask the frame, not pass it
-            raise DetectorError(
-                f"person detector failed: {type(error).__name__}: {error}",
-                hint="the frame is masked whole",
-            ) from error
+        return detect_guarded(image, "person", self._detect)
 
     def _detect(self, image: Image) -> Detections:
         height, width = image.shape[:2]

@@ -32,6 +32,7 @@ import re
 import secrets
 import shutil
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -200,6 +201,39 @@ def _output_error(path: Path, error: BaseException) -> OutputError:
     return OutputError(f"{path}: cannot write the output ({error})")
 
 
+@contextlib.contextmanager
+def _aborting_on_failure(
+    sink: VideoSink,
+    expected: tuple[type[Exception], ...],
+    to_output_error: Callable[[Exception], OutputError],
+) -> Iterator[None]:
+    """Abort ``sink`` when the block fails, so no temporary output is left behind.
+
+    ``expected`` errors are reported as ``to_output_error(error)``; anything else (a
+    bug, Ctrl-C) aborts the sink too and propagates as it is.
+    """
+    try:
+        yield
+    except expected as error:
+        sink.abort()
+        raise to_output_error(error) from error
+    except BaseException:
+        sink.abort()
+        raise
+
+
+def _setup_error(path: Path) -> Callable[[Exception], OutputError]:
+    """How an encoder that cannot be opened for ``path`` is reported."""
+    return lambda error: OutputError(f"{path}: cannot set up the encoder ({error})")
+
+
+def _close_quietly(container: OutputContainer | None) -> None:
+    """Close a container that is being given up: its own errors no longer matter."""
+    if container is not None:
+        with contextlib.suppress(Exception):
+            container.close()
+
+
 def _temp_name(base: Path, suffix: str) -> Path:
     return base.with_name(f"{base.name}.partial-{secrets.token_hex(4)}{suffix}")
 
@@ -255,18 +289,12 @@ class FileSink(VideoSink):
         self._last_pts: int | None = None
         self._done = False
         self._tmp = _create_temp_file(path)
-        try:
+        with _aborting_on_failure(self, (av.error.FFmpegError,), _setup_error(path)):
             self._container: OutputContainer = av.open(
                 str(self._tmp), mode="w", container_options=encoding.container_options
             )
             self._video = self._add_video(like, encoding)
             self._audio = self._add_audio(like, encoding) if keep_audio else None
-        except av.error.FFmpegError as error:
-            self.abort()
-            raise OutputError(f"{path}: cannot set up the encoder ({error})") from error
-        except BaseException:
-            self.abort()
-            raise
 
     def _add_video(self, like: StreamTemplate, encoding: _Encoding) -> VideoStream:
         stream = add_video_stream(self._container, encoding.codec, like.fps, dict(encoding.options))
@@ -335,28 +363,22 @@ class FileSink(VideoSink):
     def close(self) -> None:
         if self._done:
             return
-        try:
+        with _aborting_on_failure(
+            self, (av.error.FFmpegError, OSError), lambda error: _output_error(self.path, error)
+        ):
             self._container.mux(self._video.encode(None))
             if self._audio is not None:
                 self._container.mux(self._audio.encode(None))
             self._container.close()
             os.replace(self._tmp, self.path)
-        except (av.error.FFmpegError, OSError) as error:
-            self.abort()
-            raise _output_error(self.path, error) from error
-        except BaseException:
-            self.abort()
-            raise
         self._done = True
 
     def abort(self) -> None:
         if self._done:
             return
         self._done = True
-        container = getattr(self, "_container", None)
-        if container is not None:
-            with contextlib.suppress(Exception):
-                container.close()
+        # Absent when the sink failed before its container was opened.
+        _close_quietly(getattr(self, "_container", None))
         with contextlib.suppress(FileNotFoundError):
             self._tmp.unlink()
 
@@ -388,7 +410,7 @@ class SequenceSink(VideoSink):
         self._done = False
         parent = self._folder.parent
         self._tmpdir = _create_temp_folder(parent / f".{self._folder.name or 'frames'}")
-        try:
+        with _aborting_on_failure(self, (av.error.FFmpegError,), _setup_error(pattern)):
             self._container: OutputContainer = av.open(
                 str(self._tmpdir / pattern.name), mode="w", format="image2"
             )
@@ -397,12 +419,6 @@ class SequenceSink(VideoSink):
             stream.height = like.height
             stream.pix_fmt = "rgb24"
             self._stream = stream
-        except av.error.FFmpegError as error:
-            self.abort()
-            raise OutputError(f"{pattern}: cannot set up the encoder ({error})") from error
-        except BaseException:
-            self.abort()
-            raise
 
     @property
     def frames_written(self) -> int:
@@ -425,16 +441,12 @@ class SequenceSink(VideoSink):
     def close(self) -> None:
         if self._done:
             return
-        try:
+        with _aborting_on_failure(
+            self, (av.error.FFmpegError, OSError), lambda error: _output_error(self.path, error)
+        ):
             self._container.mux(self._stream.encode(None))
             self._container.close()
             self._commit()
-        except (av.error.FFmpegError, OSError) as error:
-            self.abort()
-            raise _output_error(self.path, error) from error
-        except BaseException:
-            self.abort()
-            raise
         self._done = True
 
     def _commit(self) -> None:
@@ -453,10 +465,8 @@ class SequenceSink(VideoSink):
         if self._done:
             return
         self._done = True
-        container = getattr(self, "_container", None)
-        if container is not None:
-            with contextlib.suppress(Exception):
-                container.close()
+        # Absent when the sink failed before its container was opened.
+        _close_quietly(getattr(self, "_container", None))
         shutil.rmtree(self._tmpdir, ignore_errors=True)
 
 

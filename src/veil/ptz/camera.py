@@ -90,22 +90,22 @@ def direction_to_angles(dirs: ArrayLike) -> tuple[NDArray[np.float64], NDArray[n
     return pan, tilt
 
 
-def _as_vectors(dirs: ArrayLike) -> Vectors:
-    arr = np.asarray(dirs, dtype=np.float64)
-    if arr.ndim == 1 and arr.shape == (3,):
-        arr = arr.reshape(1, 3)
-    if arr.ndim != 2 or arr.shape[1] != 3:
-        raise ShapeError(f"directions must have shape (N, 3), got {arr.shape}")
+def _as_rows(values: ArrayLike, width: int, what: str) -> NDArray[np.float64]:
+    """``values`` as an (N, ``width``) float array; a single row may be given flat."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1 and arr.shape == (width,):
+        arr = arr.reshape(1, width)
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise ShapeError(f"{what} must have shape (N, {width}), got {arr.shape}")
     return arr
+
+
+def _as_vectors(dirs: ArrayLike) -> Vectors:
+    return _as_rows(dirs, 3, "directions")
 
 
 def _as_pixels(points: ArrayLike) -> Pixels:
-    arr = np.asarray(points, dtype=np.float64)
-    if arr.ndim == 1 and arr.shape == (2,):
-        arr = arr.reshape(1, 2)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ShapeError(f"pixel points must have shape (N, 2), got {arr.shape}")
-    return arr
+    return _as_rows(points, 2, "pixel points")
 
 
 @dataclass(frozen=True, slots=True)

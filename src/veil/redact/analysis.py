@@ -36,7 +36,6 @@ import json
 import logging
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -55,9 +54,11 @@ from veil import __version__
 from veil.config.schema import VeilConfig
 from veil.core.detections import Detections, DetectionSource
 from veil.core.errors import ConfigError, MediaDecodeError, OutputError, VeilError
+from veil.core.files import replace_atomically
 from veil.core.frame import Frame, Image
 from veil.media.sink import sequence_regex
 from veil.media.source import VideoSource, is_image_sequence, open_source
+from veil.pipeline import put_unless_stopped
 from veil.redact.offline_tracks import (
     BoxFlag,
     OfflineSettings,
@@ -141,14 +142,6 @@ def video_digest(video: str | os.PathLike[str]) -> tuple[str, int]:
         except FileNotFoundError:
             raise MediaDecodeError(f"{path}: no such file", hint="check the path") from None
     return digest.hexdigest(), size
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,19 +402,8 @@ def write_atomic(target: Path, data: bytes, *, overwrite: bool = True, mode: int
     if not folder.is_dir():
         raise OutputError(f"{folder}: the output folder does not exist", hint="create it first")
     try:
-        handle, temp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
+        replace_atomically(target, data, mode)
     except OSError as error:
-        raise OutputError(f"cannot write {target}: {error.strerror or error}") from error
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, target)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
         raise OutputError(f"cannot write {target}: {error.strerror or error}") from error
 
 
@@ -521,21 +503,12 @@ def _frames_threaded(source: VideoSource) -> Generator[Frame, None, None]:
     items: queue.Queue[Frame | _End] = queue.Queue(maxsize=_QUEUE)
     stop = threading.Event()
 
-    def put(item: Frame | _End) -> bool:
-        while not stop.is_set():
-            try:
-                items.put(item, timeout=0.1)
-            except queue.Full:
-                continue
-            return True
-        return False
-
     def run() -> None:
         end = _End()
         reader = source.frames()
         try:
             for frame in reader:
-                if not put(frame):
+                if not put_unless_stopped(items, frame, stop):
                     return
         except BaseException as error:  # noqa: BLE001 - re-raised in the consumer
             end = _End(error)
@@ -543,7 +516,7 @@ def _frames_threaded(source: VideoSource) -> Generator[Frame, None, None]:
             close = getattr(reader, "close", None)
             if close is not None:
                 close()
-            put(end)
+            put_unless_stopped(items, end, stop)
 
     thread = threading.Thread(target=run, name="veil-redact-decode")
     thread.start()

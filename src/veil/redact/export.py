@@ -41,6 +41,7 @@ from numpy.typing import NDArray
 
 from veil import __version__
 from veil.core.errors import MediaDecodeError, OutputError, UsageError
+from veil.core.files import sha256_file
 from veil.core.frame import Frame
 from veil.core.plan import MaskLayer, MaskPlan, MaskReason
 from veil.core.region import BBox, BoolMask, Region
@@ -50,7 +51,7 @@ from veil.eval.metrics import LEAK_COVERAGE, EvalReport, MetricsAccumulator, pix
 from veil.media.sink import ENCODINGS, open_sink
 from veil.media.source import is_image_sequence, open_source
 from veil.policy.margin import Margin
-from veil.redact.analysis import Analysis, _frames_threaded, file_sha256, write_atomic
+from veil.redact.analysis import Analysis, _frames_threaded, write_atomic
 from veil.redact.manifest import (
     MANIFEST_FORMAT,
     MANIFEST_VERSION,
@@ -395,7 +396,7 @@ def export_redaction(
         written, full_frames = _render(
             text, planner, renderer, temp_video, resolved, analysis, progress
         )
-        out_sha = file_sha256(temp_video)
+        out_sha = sha256_file(temp_video)
         manifest = _manifest(
             text,
             analysis,
@@ -425,7 +426,7 @@ def export_redaction(
                     "source_sha256": analysis.video.sha256,
                     "output": str(target.resolve()),
                     "output_sha256": out_sha,
-                    "manifest_sha256": file_sha256(temp_json),
+                    "manifest_sha256": sha256_file(temp_json),
                     "mode": resolved.mode.value,
                     "tracks": sorted(resolved.chosen),
                     "frames": [resolved.first_frame, resolved.last_frame],

@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from veil.core.errors import UsageError, VeilError
+from veil.core.files import sha256_file
 from veil.vault.audit import canonical_json
 
 __all__ = [
@@ -215,14 +216,6 @@ class VerifyResult:
     fingerprint: str | None = None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify_export(
     output: Path, manifest_path: Path, public_key: Ed25519PublicKey | None = None
 ) -> VerifyResult:
@@ -260,7 +253,7 @@ def verify_export(
         )
     expected = str(data.get("output", {}).get("sha256", ""))
     try:
-        actual = _sha256(Path(output))
+        actual = sha256_file(Path(output))
     except FileNotFoundError:
         return VerifyResult(False, f"no output file at {output}", print_)
     except OSError as error:

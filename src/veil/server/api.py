@@ -359,6 +359,30 @@ def _active_grant(gateway: Gateway, principal: Principal, camera_id: str) -> Unm
     return grant
 
 
+def _audit_unmask_view(
+    gateway: Gateway, principal: Principal, camera_id: str, grant: UnmaskGrant, kind: str
+) -> None:
+    """Record that ``principal`` opened an unmasked view (``kind``: snapshot or stream)."""
+    gateway.audit.append(
+        principal.label,
+        "unmask.view",
+        f"camera:{camera_id}",
+        {"grant": grant.id, "reason": grant.reason, "kind": kind},
+    )
+
+
+def _clear_session_cookie(request: Request, response: Response) -> None:
+    """Drop the session cookie. The browser only deletes a cookie whose attributes
+    match those it was set with (see ``login``), so they are repeated here."""
+    response.delete_cookie(
+        SESSION_COOKIE,
+        path="/",
+        secure=bool(request.app.state.tls),
+        httponly=True,
+        samesite="strict",
+    )
+
+
 _JPEG_HEADERS = {"Cache-Control": "no-store"}
 
 
@@ -390,13 +414,7 @@ def logout(request: Request, response: Response, caller: AnyUser) -> Ok:
     """End this session (API tokens are revoked with DELETE /api/tokens/{id} instead)."""
     if caller.token is not None:
         get_gateway(request).sessions.logout(caller.token)
-    response.delete_cookie(
-        SESSION_COOKIE,
-        path="/",
-        secure=bool(request.app.state.tls),
-        httponly=True,
-        samesite="strict",
-    )
+    _clear_session_cookie(request, response)
     return Ok()
 
 
@@ -417,13 +435,7 @@ def change_password(
         users.change_own_password(caller.principal, body.current, body.new)
     except AuthError as error:
         raise WrongPasswordError(error.message, hint=error.hint) from None
-    response.delete_cookie(
-        SESSION_COOKIE,
-        path="/",
-        secure=bool(request.app.state.tls),
-        httponly=True,
-        samesite="strict",
-    )
+    _clear_session_cookie(request, response)
     return Ok()
 
 
@@ -578,12 +590,7 @@ def unmasked_snapshot(request: Request, camera_id: CameraId, caller: Investigato
     gateway = get_gateway(request)
     runtime = gateway.camera(camera_id)
     grant = _active_grant(gateway, caller.principal, camera_id)
-    gateway.audit.append(
-        caller.principal.label,
-        "unmask.view",
-        f"camera:{camera_id}",
-        {"grant": grant.id, "reason": grant.reason, "kind": "snapshot"},
-    )
+    _audit_unmask_view(gateway, caller.principal, camera_id, grant, "snapshot")
     jpeg = encode_jpeg(_latest_or_blank(runtime, masked=False))
     return Response(jpeg, media_type="image/jpeg", headers=_JPEG_HEADERS)
 
@@ -604,12 +611,7 @@ def unmasked_stream(
     principal = caller.principal
     grant = _active_grant(gateway, principal, camera_id)
     check_room(runtime.original, f"the unmasked view of camera {camera_id}")
-    gateway.audit.append(
-        principal.label,
-        "unmask.view",
-        f"camera:{camera_id}",
-        {"grant": grant.id, "reason": grant.reason, "kind": "stream"},
-    )
+    _audit_unmask_view(gateway, principal, camera_id, grant, "stream")
 
     def allowed() -> bool:
         return gateway.grants.active_grant(principal, camera_id) is not None

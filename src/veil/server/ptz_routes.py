@@ -248,6 +248,13 @@ def _position(state: PTZState) -> Position:
     return Position(pan_deg=state.pan_deg, tilt_deg=state.tilt_deg, zoom=state.zoom)
 
 
+def _position_now(camera: PTZCamera) -> PositionInfo:
+    """Where ``camera`` is now: every move route replies with it (the target when the
+    move is instant)."""
+    reading = camera.read()
+    return PositionInfo(position=_position(reading.state), moving=reading.moving)
+
+
 def _state(position: Position) -> PTZState:
     try:
         return PTZState(position.pan_deg, position.tilt_deg, position.zoom)
@@ -299,8 +306,7 @@ def ptz_status(request: Request, camera_id: CameraId, caller: Viewer) -> PTZStat
 
 @router.get("/position", response_model=PositionInfo)
 def ptz_position(request: Request, camera_id: CameraId, caller: Viewer) -> PositionInfo:
-    reading = _camera(request, camera_id).read()
-    return PositionInfo(position=_position(reading.state), moving=reading.moving)
+    return _position_now(_camera(request, camera_id))
 
 
 @router.post("/absolute-move", response_model=PositionInfo)
@@ -314,8 +320,7 @@ def absolute_move(
     camera.absolute_move(
         body.pan, body.tilt, body.zoom, speed=body.speed, generic=body.space is Space.GENERIC
     )
-    reading = camera.read()
-    return PositionInfo(position=_position(reading.state), moving=reading.moving)
+    return _position_now(camera)
 
 
 @router.post("/relative-move", response_model=PositionInfo)
@@ -327,8 +332,7 @@ def relative_move(
     camera.relative_move(
         body.pan, body.tilt, body.zoom, speed=body.speed, generic=body.space is Space.GENERIC
     )
-    reading = camera.read()
-    return PositionInfo(position=_position(reading.state), moving=reading.moving)
+    return _position_now(camera)
 
 
 @router.post("/continuous-move", response_model=PositionInfo)
@@ -345,8 +349,7 @@ def continuous_move(
         timeout_s=body.timeout_s,
         generic=body.space is Space.GENERIC,
     )
-    reading = camera.read()
-    return PositionInfo(position=_position(reading.state), moving=reading.moving)
+    return _position_now(camera)
 
 
 @router.post("/stop", response_model=PositionInfo)
@@ -356,8 +359,7 @@ def stop(
     """ONVIF Stop: pan/tilt, zoom, or both (default)."""
     camera = _camera(request, camera_id)
     camera.stop(pan_tilt=body.pan_tilt, zoom=body.zoom)
-    reading = camera.read()
-    return PositionInfo(position=_position(reading.state), moving=reading.moving)
+    return _position_now(camera)
 
 
 # -- presets ----------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from veil.config.loader import format_path, locate_line, write_text_atomic
+from veil.config.loader import format_path, locate_line, plain_yaml, write_text_atomic
 from veil.config.schema import DynamicConfig, Method, VeilConfig
 from veil.core.errors import ConfigError
 from veil.core.style import StyleKind
@@ -230,7 +230,7 @@ def load_site_text(text: str, source_name: str = "<site>") -> SiteConfig:
             location=f"{source_name}:1",
         )
     try:
-        return SiteConfig.model_validate(_plain(document))
+        return SiteConfig.model_validate(plain_yaml(document, str_keys=True))
     except ValidationError as error:
         lines = []
         for detail in error.errors(include_url=False)[:_MAX_REPORTED]:
@@ -282,22 +282,3 @@ def save_site_file(site: SiteConfig, path: Path) -> None:
             hint="this is a bug in Veil; the site file was left unchanged",
         )
     write_text_atomic(Path(path), text, overwrite=True)
-
-
-def _plain(node: object) -> object:
-    """ruamel's round-trip types as plain dicts, lists and scalars."""
-    if isinstance(node, Mapping):
-        return {str(key): _plain(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_plain(item) for item in node]
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int) and type(node).__name__ == "ScalarBoolean":
-        return bool(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, str):
-        return str(node)
-    return node
