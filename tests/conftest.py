@@ -7,8 +7,10 @@ Clips are made once per test session (they are read-only inputs) and kept small
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from veil.core.frame import Image
 from veil.media.source import open_source
@@ -27,6 +30,49 @@ CLIP_FRAMES = 24
 CLIP_FPS = Fraction(25)
 
 FFPROBE = shutil.which("ffprobe") or "/usr/bin/ffprobe"
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+"""../shared from the repository root: test media and detector weights (never committed)."""
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+"""Debian's chromium as root on a machine with no network (see ARCHITECTURE.md)."""
+
+
+def missing_in_ci(what: str) -> None:
+    """A missing prerequisite fails the test in CI (a skip there would hide a broken
+    install) and skips it elsewhere."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing: CI must have it (see scripts/install-system-deps.sh)")
+    pytest.skip(f"{what} is missing")
+
+
+def need_shared(path: Path) -> Path:
+    """``path`` under ../shared, or the test fails in CI and skips elsewhere."""
+    if not path.exists():
+        missing_in_ci(f"{path} (../shared models and data)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's chromium driven by Playwright, headless."""
+    if shutil.which(CHROMIUM) is None:
+        missing_in_ci(f"Debian's chromium ({CHROMIUM})")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -13,13 +12,12 @@ import pytest
 from numpy.typing import NDArray
 from typer.testing import CliRunner
 
-from conftest import CLIP_FPS, decode_all
+from conftest import CLIP_FPS, SHARED, decode_all, need_shared
 from veil.cli.app import app
 from veil.eval.groundtruth import load_ground_truth
 from veil.media.synthetic import scene_frames, write_clip
 from veil.models import MODEL_DIR_ENV
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 TUD = SHARED / "data" / "TUD-Stadtmitte"
 MAGENTA = np.array([255, 0, 255], np.uint8)  # BGR of #ff00ff
 
@@ -102,10 +100,8 @@ def test_include_needs_pairs(walking_clip: Path, tmp_path: Path) -> None:
 
 @pytest.fixture
 def tud_slice(tmp_path: Path) -> Path:
-    if not (TUD / "img1").is_dir() or not (SHARED / "models" / "yolox_nano.onnx").is_file():
-        if os.environ.get("CI"):
-            pytest.fail(f"TUD-Stadtmitte or weights missing under {SHARED}")
-        pytest.skip(f"TUD-Stadtmitte or weights missing under {SHARED}")
+    need_shared(SHARED / "models" / "yolox_nano.onnx")
+    need_shared(TUD / "img1")
     folder = tmp_path / "tud"
     folder.mkdir()
     for n in range(1, 11):

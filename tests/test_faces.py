@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from conftest import need_shared
 from veil.config.schema import DynamicConfig
 from veil.core.detections import Detections, DetectionSource
 from veil.core.errors import ConfigError, DetectorError, ModelError, ShapeError
@@ -25,17 +25,9 @@ SHARED = REPO_ROOT.parent / "shared"
 TUD = SHARED / "data" / "TUD-Stadtmitte"
 
 
-def _need(path: Path) -> Path:
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: CI needs ../shared (models and data)")
-        pytest.skip(f"{path} is missing (set up ../shared to run this test)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def model_path() -> Path:
-    return _need(SHARED / "models" / YUNET.filename)
+    return need_shared(SHARED / "models" / YUNET.filename)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +37,14 @@ def full_res(model_path: Path) -> FaceDetector:
 
 
 def tud_frame(index: int) -> Image:
-    image = cv2.imread(str(_need(TUD / "img1" / f"{index:06d}.jpg")))
+    image = cv2.imread(str(need_shared(TUD / "img1" / f"{index:06d}.jpg")))
     assert image is not None
     return check_image(np.asarray(image))
 
 
 def tud_gt(index: int) -> NDArray[np.float64]:
     """All ground-truth boxes (counted or not) of one frame as x, y, w, h."""
-    gt = np.loadtxt(_need(TUD / "gt" / "gt.txt"), delimiter=",")
+    gt = np.loadtxt(need_shared(TUD / "gt" / "gt.txt"), delimiter=",")
     return np.asarray(gt[gt[:, 0] == index][:, 2:6], np.float64)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +14,7 @@ import onnxruntime as ort
 import pytest
 from numpy.typing import NDArray
 
+from conftest import need_shared
 from veil.config.schema import DynamicConfig, PersonDetectorConfig
 from veil.core.detections import DetectionSource
 from veil.core.errors import ConfigError, DetectorError, ModelError, ShapeError
@@ -35,17 +35,9 @@ SHARED = REPO_ROOT.parent / "shared"
 TUD = SHARED / "data" / "TUD-Stadtmitte"
 
 
-def _need(path: Path) -> Path:
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: CI needs ../shared (models and data)")
-        pytest.skip(f"{path} is missing (set up ../shared to run this test)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def model_path() -> Path:
-    return _need(SHARED / "models" / YOLOX_NANO.filename)
+    return need_shared(SHARED / "models" / YOLOX_NANO.filename)
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +46,14 @@ def detector(model_path: Path) -> PersonDetector:
 
 
 def tud_frame(index: int) -> Image:
-    image = cv2.imread(str(_need(TUD / "img1" / f"{index:06d}.jpg")))
+    image = cv2.imread(str(need_shared(TUD / "img1" / f"{index:06d}.jpg")))
     assert image is not None
     return check_image(np.asarray(image))
 
 
 def tud_gt(index: int) -> NDArray[np.float64]:
     """Flag-1 ground-truth boxes of one frame as x0, y0, x1, y1."""
-    gt = np.loadtxt(_need(TUD / "gt" / "gt.txt"), delimiter=",")
+    gt = np.loadtxt(need_shared(TUD / "gt" / "gt.txt"), delimiter=",")
     rows = gt[(gt[:, 0] == index) & (gt[:, 6] == 1)][:, 2:6].copy()
     rows[:, 2:] += rows[:, :2]
     return np.asarray(rows, np.float64)

@@ -10,7 +10,6 @@ adds that script tag to the page it is served).
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 from numpy.typing import NDArray
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 
 from test_ptz_gateway import (
     MAGENTA,
@@ -36,16 +35,6 @@ from veil.ptz.config import SceneMaskConfig
 from veil.ptz.masks import project_mask
 from veil.ptz.virtual import tile_at, tile_color
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PTZ_SCRIPT = '<script type="module" src="/web/ptz.js"></script>'
 MASKED_TILE = (6, 2)
 """The tile WINDOW covers: pan 0..30, tilt 0..30."""
@@ -55,18 +44,6 @@ MASKED_TILE = (6, 2)
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PTZLive]:
     with ptz_gateway(tmp_path_factory.mktemp("ptz-web"), ptz_config([WINDOW])) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("Debian's chromium is not installed")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
 
 
 @contextmanager

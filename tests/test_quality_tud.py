@@ -7,29 +7,25 @@ when the shared data or weights are missing.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
+from conftest import SHARED, need_shared
 from veil.config.schema import DynamicConfig, Method, VeilConfig
 from veil.eval.metrics import Thresholds
 from veil.eval.runner import evaluate
 from veil.models import MODEL_DIR_ENV
 from veil.policy.build import build_planners
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 TUD = SHARED / "data" / "TUD-Stadtmitte"
 MODELS = SHARED / "models"
 
 
 @pytest.fixture
 def tud() -> Path:
-    if not (TUD / "gt" / "gt.txt").is_file() or not (MODELS / "yolox_nano.onnx").is_file():
-        message = f"TUD-Stadtmitte or the YOLOX weights are missing under {SHARED}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need_shared(MODELS / "yolox_nano.onnx")
+    need_shared(TUD / "gt" / "gt.txt")
     return TUD
 
 

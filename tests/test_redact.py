@@ -8,7 +8,6 @@ whole sequence (179 frames) against its ground truth with veil.eval's metrics.
 from __future__ import annotations
 
 import json
-import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from conftest import need_shared
 from veil.core.detections import Detections, DetectionSource
 from veil.core.errors import OutputError, UsageError
 from veil.eval.groundtruth import GroundTruth, load_ground_truth
@@ -64,14 +64,6 @@ TUD = SHARED / "data" / "TUD-Stadtmitte"
 SLICE_FRAMES = 40
 
 D, INTERP, EXTRAP = (flag_code(f) for f in BoxFlag)
-
-
-def _need(path: Path) -> Path:
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: CI needs ../shared (models and data)")
-        pytest.skip(f"{path} is missing (set up ../shared to run this test)")
-    return path
 
 
 # --------------------------------------------------------------------------- offline tracks
@@ -359,8 +351,8 @@ class Analysed:
 
 @pytest.fixture(scope="module")
 def analysed(tmp_path_factory: pytest.TempPathFactory) -> Analysed:
-    _need(MODELS / "yolox_nano.onnx")
-    _need(TUD / "img1" / "000001.jpg")
+    need_shared(MODELS / "yolox_nano.onnx")
+    need_shared(TUD / "img1" / "000001.jpg")
     folder = tmp_path_factory.mktemp("redact")
     frames = []
     for i in range(1, SLICE_FRAMES + 1):
@@ -649,8 +641,8 @@ def _gt_track(analysis: Analysis, gt: GroundTruth, person_id: int) -> int:
 
 @pytest.fixture(scope="module")
 def tud_full() -> tuple[Analysis, GroundTruth]:
-    _need(MODELS / "yolox_nano.onnx")
-    gt = load_ground_truth(_need(TUD / "gt" / "gt.txt"))
+    need_shared(MODELS / "yolox_nano.onnx")
+    gt = load_ground_truth(need_shared(TUD / "gt" / "gt.txt"))
     analysis = analyse_video(
         str(TUD / "img1" / "%06d.jpg"), AnalysisSettings(model_dir=str(MODELS))
     )

@@ -7,7 +7,6 @@ other command reuses that analysis.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from conftest import need_shared
 from veil.cli.redact_cmd import register
 from veil.media.synthetic import write_clip
 
@@ -24,14 +24,6 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 MODELS = SHARED / "models"
 TUD = SHARED / "data" / "TUD-Stadtmitte"
 FRAMES = 20
-
-
-def _need(path: Path) -> Path:
-    if not path.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{path} is missing: CI needs ../shared (models and data)")
-        pytest.skip(f"{path} is missing (set up ../shared to run this test)")
-    return path
 
 
 def _app() -> typer.Typer:
@@ -62,8 +54,8 @@ class Workspace:
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    _need(MODELS / "yolox_nano.onnx")
-    _need(TUD / "img1" / "000001.jpg")
+    need_shared(MODELS / "yolox_nano.onnx")
+    need_shared(TUD / "img1" / "000001.jpg")
     folder = tmp_path_factory.mktemp("redact_cli")
     frames = []
     for i in range(1, FRAMES + 1):
@@ -250,7 +242,7 @@ def test_export_is_recorded_in_the_gateway_audit_log(ws: Workspace, tmp_path: Pa
 
 
 def test_eval_measures_against_ground_truth_with_gates(ws: Workspace) -> None:
-    gt = _need(TUD / "gt" / "gt.txt")
+    gt = need_shared(TUD / "gt" / "gt.txt")
     every = _selection(ws, "every.json", {"mode": "mask-selected", "kinds": ["person"]})
     code, text = ws.run(
         "redact",

@@ -9,7 +9,6 @@ The harness here (:func:`web_gateway`) is shared with test_webrtc.py.
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,23 +20,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from numpy.typing import NDArray
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from test_server_api import CHEAP_AUTH, HEIGHT, PASSWORD, WIDTH, demo_site, jpeg, wait_for_frames
 from veil.config.schema import MaskConfig, VeilConfig
 from veil.server.app import BackgroundServer, create_app, server_config
 from veil.server.gateway import Gateway, GatewayOptions
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SCREENSHOT = Path("/tmp/veil-ui.png")
 
 MAGENTA_MASK = MaskConfig(name="corner", rect=(0.0, 0.0, 0.25, 0.25), color="#ff00ff")
@@ -106,18 +95,6 @@ def web_gateway(
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebGateway]:
     with web_gateway(tmp_path_factory.mktemp("web")) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.skip("Debian's chromium is not installed")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
 
 
 @contextmanager

@@ -203,7 +203,9 @@ def mask_video(
         planners = build_planners(config, float(source.fps))
         if reset_background_at:
             planners = [
-                ScheduledReset(p, reset_background_at) if isinstance(p, DynamicPlanner) else p
+                ScheduledReset(p, reset_background_at, float(source.fps))
+                if isinstance(p, DynamicPlanner)
+                else p
                 for p in planners
             ]
         with open_sink(output, source, overwrite=overwrite, keep_audio=keep_audio) as sink:

@@ -274,12 +274,14 @@ class ScheduledReset:
     """A DynamicPlanner whose background is reset at given times (seconds of video),
     as `veil mask --reset-background-at` asks."""
 
-    def __init__(self, planner: DynamicPlanner, times: Sequence[float]) -> None:
+    def __init__(self, planner: DynamicPlanner, times: Sequence[float], fps: float) -> None:
         self._planner = planner
         self._pending = sorted(times)
+        self._fps = fps
 
     def plan(self, frame: Frame) -> MaskPlan:
-        now = frame.time if frame.time is not None else frame.index / 25.0
+        # A frame without a timestamp is placed by its index at the source's frame rate.
+        now = frame.time if frame.time is not None else frame.index / self._fps
         if self._pending and now >= self._pending[0]:
             while self._pending and now >= self._pending[0]:
                 self._pending.pop(0)
