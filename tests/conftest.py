@@ -16,6 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -113,10 +114,15 @@ def clip_mkv(media_dir: Path) -> Clip:
 
 @pytest.fixture(scope="session")
 def clip_mp4(media_dir: Path) -> Clip:
-    """H.264, a keyframe every 8 frames (so damage stays local in corruption tests)."""
+    """H.264, a keyframe every 8 frames (so damage stays local in corruption tests).
+
+    One encoder thread: x264's output depends on its thread count, which follows the
+    machine's cores, and tests must see the same bytes on every machine.
+    """
     frames = clip_frames()
     path = media_dir / "clip.mp4"
-    write_clip(path, frames, fps=CLIP_FPS, codec_options={"g": "8", "keyint_min": "8"})
+    options = {"g": "8", "keyint_min": "8", "threads": "1"}
+    write_clip(path, frames, fps=CLIP_FPS, codec_options=options)
     return Clip(path, frames)
 
 
@@ -167,3 +173,27 @@ def probe_frame_times(path: str | Path) -> list[Fraction]:
     data = ffprobe(path, "-select_streams", "v:0", "-show_entries", "frame=pts:stream=time_base")
     num, den = (int(x) for x in data["streams"][0]["time_base"].split("/"))
     return [Fraction(int(f["pts"]) * num, den) for f in data["frames"]]
+
+
+def garble_packet(
+    clip: Clip, out: Path, *, span: tuple[float, float] = (0.0, 1.0), seed: int = 7
+) -> Path:
+    """Copy ``clip`` to ``out`` with one predicted frame's payload replaced by random bytes.
+
+    The damage is a whole frame's coded data, which decoders see (bad slice headers, CRCs).
+    A few bytes changed at a fixed file offset are not enough: H.264 decoders can conceal
+    such damage without a word, and where the offset lands depends on the encoder.
+    ``span`` limits the damage to that part of the payload (FFV1 keeps its slice sizes at
+    the end of a frame: with them intact the frame is decoded and flagged by its CRC,
+    without them it is dropped).
+    """
+    with av.open(str(clip.path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+    position, size = packets[len(packets) // 2 + 1]
+    data = bytearray(clip.path.read_bytes())
+    # Keep the first 8 bytes (container framing and the NAL length) so the demuxer still
+    # finds every packet and the damage stays inside one frame.
+    start, end = (position + 8 + int((size - 8) * f) for f in span)
+    data[start:end] = np.random.default_rng(seed).bytes(end - start)
+    out.write_bytes(bytes(data))
+    return out

@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from conftest import CLIP_FRAMES, Clip, decode_all, probe_streams
+from conftest import CLIP_FRAMES, Clip, decode_all, garble_packet, probe_streams
 from veil.cli.app import app
 from veil.cli.progress import FrameProgress
 from veil.core.region import Region
@@ -169,11 +169,7 @@ def test_bad_input(case: str, clip_mp4: Clip, tmp_path: Path) -> None:
 
 
 def test_damage_in_the_middle_is_reported_and_masked(clip_mp4: Clip, tmp_path: Path) -> None:
-    data = bytearray(clip_mp4.path.read_bytes())
-    mid = len(data) // 2
-    data[mid : mid + 300] = bytes(300)
-    damaged = tmp_path / "damaged.mp4"
-    damaged.write_bytes(bytes(data))
+    damaged = garble_packet(clip_mp4, tmp_path / "damaged.mp4")
     out = tmp_path / "out.mkv"
     code, _, stderr = veil("mask", damaged, "-o", out, "--rect", "0,0,0.1,0.1")
     assert code == 0

@@ -14,6 +14,11 @@ says so at ERROR level), so opening a source turns PyAV's error logging on and c
 error messages around each decode call. Decoding keeps PyAV's default slice threading:
 with frame threading a worker's error could be logged after the frame that caused it was
 handed out, and the damage would be attributed to the wrong frame.
+
+The limit: damage that decodes as valid data is invisible. A few bytes changed inside an
+H.264 slice can decode to a wrong picture without any error, so such a frame is not
+flagged; it still gets every static and dynamic mask. Formats with checksums (FFV1 with
+slice CRCs, Veil's own lossless outputs) have no such blind spot.
 """
 
 from __future__ import annotations
