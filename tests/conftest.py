@@ -188,7 +188,9 @@ def garble_packet(
     without them it is dropped).
     """
     with av.open(str(clip.path)) as container:
-        packets = [(p.pos, p.size) for p in container.demux(video=0) if p.size]
+        packets = [
+            (p.pos, p.size) for p in container.demux(video=0) if p.size and p.pos is not None
+        ]
     position, size = packets[len(packets) // 2 + 1]
     data = bytearray(clip.path.read_bytes())
     # Keep the first 8 bytes (container framing and the NAL length) so the demuxer still
