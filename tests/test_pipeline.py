@@ -200,6 +200,7 @@ def test_decoding_never_runs_far_ahead(clip_mkv: Clip, tmp_path: Path) -> None:
 def test_sink_errors_reach_the_caller_and_threads_end(clip_mkv: Clip, tmp_path: Path) -> None:
     class FailingSink:
         wants_audio = False
+        takes_i420 = False
 
         def write(self, frame: Frame) -> None:
             if frame.index == 4:
@@ -215,8 +216,10 @@ def test_sink_errors_reach_the_caller_and_threads_end(clip_mkv: Clip, tmp_path: 
 
 def test_decoder_errors_reach_the_caller(clip_mkv: Clip, tmp_path: Path) -> None:
     class FailingSource(VideoSource):
-        def read(self, with_audio: bool = False) -> Generator[Frame | AudioChunk, None, None]:
-            inner = super().read(with_audio)
+        def read(
+            self, with_audio: bool = False, *, keep_i420: bool = False
+        ) -> Generator[Frame | AudioChunk, None, None]:
+            inner = super().read(with_audio, keep_i420=keep_i420)
             for item in inner:
                 yield item
                 if isinstance(item, Frame) and item.index == 2:

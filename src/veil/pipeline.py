@@ -12,6 +12,7 @@ counted; it is never passed on unmasked.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -20,6 +21,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+import cv2
 import numpy as np
 
 from veil.core.frame import Frame
@@ -27,7 +29,7 @@ from veil.core.plan import MaskLayer, MaskPlan, MaskReason
 from veil.core.style import Style, StyleKind
 from veil.media.sink import VideoSink
 from veil.media.source import AudioChunk, VideoSource
-from veil.policy.base import FramePlanner
+from veil.policy.base import FramePlanner, reads_pixels
 from veil.render.renderers import FrameRenderer
 
 log = logging.getLogger(__name__)
@@ -128,18 +130,22 @@ class MaskingPipeline:
         (or aborts it on error).
         """
         stop = stop or threading.Event()
-        items: queue.Queue[_QueueItem] = queue.Queue(maxsize=QUEUE_SIZE)
-        decoder = threading.Thread(
-            target=_decode_into,
-            args=(source.read(with_audio=sink.wants_audio), items, stop),
-            name="veil-decode",
-        )
+        # Frames stay in the decoder's 4:2:0 planes when nothing looks at their pixels
+        # and the output encodes 4:2:0: no conversion to BGR and back (see Frame).
+        keep_i420 = sink.takes_i420 and not any(reads_pixels(p) for p in self._planners)
+        reader = source.read(with_audio=sink.wants_audio, keep_i420=keep_i420)
         start = time.perf_counter()
         failed_before = self.failed_closed
         frames = corrupt = 0
-        decoder.start()
-        try:
-            for item in _drain(items, stop, decoder):
+        # A decode thread pays when frames are converted to BGR (OpenCV releases the GIL,
+        # so conversion overlaps masking). Without conversion, FFmpeg's own threads keep
+        # the cores busy and a Python thread only adds GIL hand-offs: about 0.6 ms of CPU
+        # a frame at 1080p (bench/bench_static.py), half the budget of static masking.
+        with (
+            _decoded(reader, stop, threaded=not keep_i420) as items,
+            _opencv_threads(1 if keep_i420 else None),
+        ):
+            for item in items:
                 if isinstance(item, AudioChunk):
                     sink.write_audio(item)
                     continue
@@ -148,12 +154,7 @@ class MaskingPipeline:
                 corrupt += item.corrupt
                 if progress is not None:
                     progress(frames)
-        finally:
-            # Wake the decoder if it waits on a full queue, then wait for it.
             stop_requested = stop.is_set()
-            stop.set()
-            _discard(items)
-            decoder.join()
         return RunStats(
             frames=frames,
             corrupt_frames=corrupt,
@@ -175,6 +176,59 @@ def _fail_closed_plan(frame: Frame) -> MaskPlan:
 def _black(frame: Frame) -> Frame:
     """The frame with every pixel black, built without the renderer (which may be broken)."""
     return frame.with_image(np.zeros_like(frame.image))
+
+
+@contextlib.contextmanager
+def _opencv_threads(count: int | None) -> Iterator[None]:
+    """OpenCV limited to ``count`` threads meanwhile (None: left as it is).
+
+    Static masks cut small boxes; OpenCV's thread pool gains nothing on them while its
+    spinning workers take CPU from x264's threads (the renderers alone cost about twice
+    the CPU time with the pool). The setting is process-wide, hence restored after.
+    """
+    if count is None:
+        yield
+        return
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(count)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+@contextlib.contextmanager
+def _decoded(
+    reader: Generator[Frame | AudioChunk, None, None], stop: threading.Event, threaded: bool
+) -> Iterator[Iterator[Frame | AudioChunk]]:
+    """The reader's items until it ends or ``stop`` is set, decoded in a thread of their own
+    (joined by a bounded queue) or in the caller's. Errors while decoding are raised to
+    the caller; on leaving, the decoder is finished and its thread has ended."""
+    if not threaded:
+        try:
+            yield _until_stopped(reader, stop)
+        finally:
+            reader.close()
+        return
+    items: queue.Queue[_QueueItem] = queue.Queue(maxsize=QUEUE_SIZE)
+    decoder = threading.Thread(target=_decode_into, args=(reader, items, stop), name="veil-decode")
+    decoder.start()
+    try:
+        yield _drain(items, stop, decoder)
+    finally:
+        # Wake the decoder if it waits on a full queue, then wait for it.
+        stop.set()
+        _discard(items)
+        decoder.join()
+
+
+def _until_stopped(
+    reader: Iterator[Frame | AudioChunk], stop: threading.Event
+) -> Iterator[Frame | AudioChunk]:
+    for item in reader:
+        if stop.is_set():
+            return
+        yield item
 
 
 def put_unless_stopped(items: queue.Queue[_T], item: _T, stop: threading.Event) -> bool:

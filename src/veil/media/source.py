@@ -147,18 +147,26 @@ class VideoSource:
             if isinstance(item, Frame):
                 yield item
 
-    def read(self, with_audio: bool = False) -> Generator[Frame | AudioChunk, None, None]:
-        """Video frames, and decoded audio when ``with_audio`` and there is audio."""
+    def read(
+        self, with_audio: bool = False, *, keep_i420: bool = False
+    ) -> Generator[Frame | AudioChunk, None, None]:
+        """Video frames, and decoded audio when ``with_audio`` and there is audio.
+
+        ``keep_i420``: hand out frames decoded as limited-range BT.601 4:2:0 as their
+        planes (:attr:`Frame.i420`), converted to BGR only if something asks for
+        :attr:`Frame.image`; for pipelines that never look at pixels. Other frames are
+        BGR as always.
+        """
         if self._consumed:
             raise UsageError(f"{self.uri}: a source can be read only once; open it again")
         self._consumed = True
         streams: list[VideoStream | AudioStream] = [self._stream]
         if with_audio and self.audio_stream is not None:
             streams.append(self.audio_stream)
-        return self._read(tuple(streams))
+        return self._read(tuple(streams), keep_i420)
 
     def _read(
-        self, streams: tuple[VideoStream | AudioStream, ...]
+        self, streams: tuple[VideoStream | AudioStream, ...], keep_i420: bool
     ) -> Generator[Frame | AudioChunk, None, None]:
         state = _DamageState()
         packets = self._container.demux(*streams)
@@ -177,9 +185,10 @@ class VideoSource:
             if isinstance(packet.stream, AudioStream):
                 yield from self._decode_audio(cast("av.Packet[AudioStream]", packet))
                 continue
-            yield from self._decode_video(cast("av.Packet[VideoStream]", packet), state, before)
+            video_packet = cast("av.Packet[VideoStream]", packet)
+            yield from self._decode_video(video_packet, state, before, keep_i420)
         # Flush the decoder: frames it still holds come out now.
-        yield from self._decode_video(None, state, _error_count())
+        yield from self._decode_video(None, state, _error_count(), keep_i420)
 
     def _decode_audio(self, packet: av.Packet[AudioStream]) -> Iterator[AudioChunk]:
         try:
@@ -193,7 +202,11 @@ class VideoSource:
             yield AudioChunk(frames)
 
     def _decode_video(
-        self, packet: av.Packet[VideoStream] | None, state: _DamageState, errors_before: int
+        self,
+        packet: av.Packet[VideoStream] | None,
+        state: _DamageState,
+        errors_before: int,
+        keep_i420: bool,
     ) -> Iterator[Frame]:
         try:
             decoded = self._stream.decode(packet)
@@ -209,22 +222,20 @@ class VideoSource:
             self._damaged(_last_error_message() or "the decoder reported damage")
             state.mark_bad(packet.pts if packet is not None else None)
         for video_frame in decoded:
-            yield self._to_frame(video_frame, state.judge(video_frame, clean_call))
+            corrupt = state.judge(video_frame, clean_call)
+            yield self._to_frame(video_frame, corrupt, keep_i420)
 
-    def _to_frame(self, video_frame: VideoFrame, corrupt: bool) -> Frame:
+    def _to_frame(self, video_frame: VideoFrame, corrupt: bool, keep_i420: bool = False) -> Frame:
         index = self.report.frames
         self.report.frames += 1
         if corrupt:
             self.report.corrupt_frames += 1
+        time_base = Fraction(video_frame.time_base or self.time_base)
+        if keep_i420 and is_plain_i420(video_frame):
+            planes = np.ascontiguousarray(video_frame.to_ndarray(), dtype=np.uint8)
+            return Frame(None, video_frame.pts, time_base, index, corrupt=corrupt, i420=planes)
         image = check_image(to_bgr(video_frame), "decoded frame")
-        time_base = video_frame.time_base or self.time_base
-        return Frame(
-            image=image,
-            pts=video_frame.pts,
-            time_base=Fraction(time_base),
-            index=index,
-            corrupt=corrupt,
-        )
+        return Frame(image, video_frame.pts, time_base, index, corrupt=corrupt)
 
     def _damaged(self, message: str) -> None:
         self.report.decode_errors += 1
@@ -253,6 +264,17 @@ _FULL_RANGE = 2
 """AVCOL_RANGE_JPEG."""
 
 
+def is_plain_i420(video_frame: VideoFrame) -> bool:
+    """True for limited-range BT.601 (or untagged) 8-bit 4:2:0 with even sides: what
+    encoders write unless told otherwise, and what Veil's 4:2:0 outputs take as is."""
+    return (
+        video_frame.format.name == "yuv420p"
+        and not (video_frame.width | video_frame.height) & 1
+        and video_frame.colorspace in _BT601_OR_UNSPECIFIED
+        and video_frame.color_range != _FULL_RANGE
+    )
+
+
 def to_bgr(video_frame: VideoFrame) -> NDArray[np.uint8]:
     """The frame as BGR.
 
@@ -261,12 +283,7 @@ def to_bgr(video_frame: VideoFrame) -> NDArray[np.uint8]:
     is exact on average and no slower, and the sink uses the same matrix back. Anything
     else (BT.709, full range, 4:4:4, 10-bit) goes through swscale, which reads the tags.
     """
-    if (
-        video_frame.format.name == "yuv420p"
-        and not (video_frame.width | video_frame.height) & 1
-        and video_frame.colorspace in _BT601_OR_UNSPECIFIED
-        and video_frame.color_range != _FULL_RANGE
-    ):
+    if is_plain_i420(video_frame):
         planes = video_frame.to_ndarray()
         return np.asarray(cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420), dtype=np.uint8)
     return check_image(video_frame.to_ndarray(format="bgr24"), "decoded frame")

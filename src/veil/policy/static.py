@@ -58,6 +58,9 @@ class StaticPlanner:
         plan = planner.plan(frame)
     """
 
+    reads_pixels = False
+    """Static masks depend on the frame's size only."""
+
     def __init__(self, masks: Sequence[MaskConfig]) -> None:
         self._masks = tuple(m for m in masks if m.enabled)
         self._styles = tuple(style_from_config(m) for m in self._masks)

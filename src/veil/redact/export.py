@@ -505,7 +505,7 @@ def _render(
                         full += 1
                     if frame.pts is not None:
                         start_pts = frame.pts if start_pts is None else start_pts
-                        masked = replace(masked, pts=frame.pts - start_pts)
+                        masked = masked.replace(pts=frame.pts - start_pts)
                     sink.write(masked)
                     written += 1
                     if progress is not None:

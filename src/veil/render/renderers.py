@@ -3,20 +3,34 @@
 A renderer draws one :class:`MaskLayer` into a working copy of the picture, inside
 the layer's bounding box only. :class:`FrameRenderer` makes that copy once per frame,
 so the input frame is never written to.
+
+Each style is written once, as a function on one *plane*: a BGR picture (three channels)
+or one plane of a 4:2:0 picture (Y, U or V). The BGR renderers call it on the picture;
+:class:`I420Renderer` calls it on each of the three planes, with the chroma planes at half
+size, so a frame that came from the decoder as 4:2:0 and goes to a 4:2:0 encoder is masked
+without converting it to BGR and back (see :class:`veil.core.frame.Frame`).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Final, Protocol
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from veil.core.frame import Frame, Image
+from veil.core.frame import I420, Frame, Image, i420_planes
 from veil.core.plan import MaskLayer, MaskPlan
-from veil.core.region import BBox
-from veil.core.style import StyleKind
+from veil.core.region import BBox, BoolMask
+from veil.core.style import Style, StyleKind
+
+Plane = NDArray[np.uint8]
+"""A picture or one plane of one: ``(H, W, 3)`` BGR, or ``(H, W)`` (Y, U or V)."""
+
+PlaneValue = tuple[int, ...]
+"""A colour in a plane's terms: three BGR values, or one Y, U or V value."""
 
 
 class Renderer(Protocol):
@@ -25,39 +39,93 @@ class Renderer(Protocol):
     def render(self, canvas: Image, layer: MaskLayer) -> None: ...
 
 
-def _coverage_u8(layer: MaskLayer) -> NDArray[np.uint8]:
-    """The layer's coverage as the 0/1 uint8 mask OpenCV takes (a view, no copy)."""
-    return np.ascontiguousarray(layer.coverage).view(np.uint8)
+# --------------------------------------------------------------------------- on one plane
 
 
-def _blend_into(canvas: Image, box: BBox, drawn: Image, layer: MaskLayer) -> None:
-    region = canvas[box.slices()]
-    if layer.coverage.all():
+@dataclass(frozen=True, slots=True)
+class PlaneArea:
+    """Where one layer is drawn in one plane, worked out once per layer and cell size.
+
+    ``grid``: the box the style computes over (for mosaic and blur, the layer's box grown
+    to whole cells of a grid anchored at the plane's origin, so cells stay put when a
+    mask moves; it may reach past the plane's edge). ``target``: the part of ``grid``
+    inside the plane, where the result is drawn. ``coverage``: the layer's coverage placed
+    in ``target`` as the 0/1 uint8 mask OpenCV takes, or None when all of ``target`` is
+    covered.
+    """
+
+    grid: BBox
+    target: BBox
+    coverage: NDArray[np.uint8] | None
+
+    @classmethod
+    def of(
+        cls, box: BBox, coverage: BoolMask, full: bool, grid: BBox, width: int, height: int
+    ) -> PlaneArea:
+        target = grid.clip(width, height)
+        if full and target == box:
+            return cls(grid, target, None)
+        placed = np.zeros((target.height, target.width), np.uint8)
+        placed[box.y0 - target.y0 : box.y1 - target.y0, box.x0 - target.x0 : box.x1 - target.x0] = (
+            coverage
+        )
+        return cls(grid, target, placed)
+
+
+def fill_area(box: BBox, coverage: BoolMask, full: bool, width: int, height: int) -> PlaneArea:
+    return PlaneArea.of(box, coverage, full, box, width, height)
+
+
+def mosaic_area(
+    box: BBox, coverage: BoolMask, full: bool, cell: int, width: int, height: int
+) -> PlaneArea:
+    return PlaneArea.of(box, coverage, full, _cell_grid(box, cell), width, height)
+
+
+def blur_area(
+    box: BBox, coverage: BoolMask, full: bool, radius: int, width: int, height: int
+) -> PlaneArea:
+    # Computed on the box grown by one radius so the smoothing has context at the edge.
+    grown = BBox(box.x0 - radius, box.y0 - radius, box.x1 + radius, box.y1 + radius)
+    return PlaneArea.of(
+        box, coverage, full, _cell_grid(grown.clip(width, height), radius), width, height
+    )
+
+
+def _draw(plane: Plane, area: PlaneArea, drawn: Plane) -> None:
+    """``drawn`` (at least ``area.target``'s size, from its top-left corner) into the
+    covered pixels of ``area.target``."""
+    region = plane[area.target.slices()]
+    drawn = drawn[: area.target.height, : area.target.width]
+    if area.coverage is None:
         region[...] = drawn
     else:
         # cv2.copyTo writes through the view in place; about 10x numpy's copyto(where=).
-        cv2.copyTo(np.ascontiguousarray(drawn), _coverage_u8(layer), region)
+        cv2.copyTo(drawn, area.coverage, region)
 
 
-class FillRenderer:
-    """A solid colour: every covered pixel becomes ``style.color``."""
+class _SolidPictures:
+    """A picture of each value at each size, kept so a frame allocates nothing."""
 
     def __init__(self) -> None:
-        # A picture of each colour at each size, kept so a frame allocates nothing.
-        self._solid: dict[tuple[tuple[int, int, int], tuple[int, ...]], Image] = {}
+        self._pictures: dict[tuple[PlaneValue, tuple[int, ...]], Plane] = {}
 
-    def render(self, canvas: Image, layer: MaskLayer) -> None:
-        region = canvas[layer.bbox.slices()]
-        if layer.coverage.all():
-            region[...] = layer.style.color
-            return
-        key = (layer.style.color, canvas.shape)
-        solid = self._solid.get(key)
+    def get(self, value: PlaneValue, shape: tuple[int, ...]) -> Plane:
+        key = (value, shape)
+        solid = self._pictures.get(key)
         if solid is None:
-            solid = np.empty_like(canvas)
-            solid[...] = layer.style.color
-            self._solid[key] = solid
-        cv2.copyTo(solid[layer.bbox.slices()], _coverage_u8(layer), region)
+            solid = np.empty(shape, np.uint8)
+            solid[...] = value if len(value) > 1 else value[0]
+            self._pictures[key] = solid
+        return solid
+
+
+def fill_plane(plane: Plane, area: PlaneArea, value: PlaneValue, solids: _SolidPictures) -> None:
+    """Every covered pixel becomes ``value``."""
+    if area.coverage is None:
+        plane[area.target.slices()] = value if len(value) > 1 else value[0]
+        return
+    _draw(plane, area, solids.get(value, plane.shape)[area.target.slices()])
 
 
 def _cell_grid(box: BBox, cell: int) -> BBox:
@@ -71,28 +139,64 @@ def _cell_grid(box: BBox, cell: int) -> BBox:
     )
 
 
-def _cell_means(canvas: Image, grid: BBox, cell: int) -> Image:
-    """Mean colour of each whole cell of ``grid`` (cells past the picture's edge
+def _cell_means(plane: Plane, grid: BBox, cell: int) -> Plane:
+    """Mean value of each whole cell of ``grid`` (cells past the picture's edge
     average only their pixels inside it)."""
-    h, w = canvas.shape[:2]
+    h, w = plane.shape[:2]
     if grid.x1 <= w and grid.y1 <= h:
         # Whole cells only: INTER_AREA at an integer factor is exactly each cell's mean.
         size = (grid.width // cell, grid.height // cell)
-        small = cv2.resize(canvas[grid.slices()], size, interpolation=cv2.INTER_AREA)
+        small = cv2.resize(plane[grid.slices()], size, interpolation=cv2.INTER_AREA)
         return np.asarray(small, dtype=np.uint8)
     inside = grid.clip(w, h)
-    crop = canvas[inside.slices()].astype(np.float32)
+    crop = plane[inside.slices()].astype(np.float32)
+    channels = crop.shape[2:]
     pad_b = grid.y1 - inside.y1
     pad_r = grid.x1 - inside.x1
     weights = np.ones(crop.shape[:2], np.float32)
     if pad_b or pad_r:
-        crop = np.pad(crop, ((0, pad_b), (0, pad_r), (0, 0)))
+        crop = np.pad(crop, ((0, pad_b), (0, pad_r), *[(0, 0)] * len(channels)))
         weights = np.pad(weights, ((0, pad_b), (0, pad_r)))
     rows, cols = grid.height // cell, grid.width // cell
-    sums = crop.reshape(rows, cell, cols, cell, 3).sum(axis=(1, 3))
+    sums = crop.reshape(rows, cell, cols, cell, *channels).sum(axis=(1, 3))
     counts = weights.reshape(rows, cell, cols, cell).sum(axis=(1, 3))
-    means: Image = np.rint(sums / np.maximum(counts, 1.0)[:, :, None]).astype(np.uint8)
+    counts = np.maximum(counts, 1.0).reshape(rows, cols, *[1] * len(channels))
+    means: Plane = np.rint(sums / counts).astype(np.uint8)
     return means
+
+
+def mosaic_plane(plane: Plane, area: PlaneArea, cell: int) -> None:
+    """Pixelation: each cell of the grid becomes its mean (one flat value)."""
+    grid = area.grid
+    means = _cell_means(plane, grid, cell)
+    big = cv2.resize(means, (grid.width, grid.height), interpolation=cv2.INTER_NEAREST)
+    _draw(plane, area, np.asarray(big, dtype=np.uint8))
+
+
+def blur_plane(plane: Plane, area: PlaneArea, radius: int) -> None:
+    """Cell means of ``radius`` (fine detail thrown away for good), smoothed with a
+    Gaussian as wide as a cell (see :class:`BlurRenderer`)."""
+    grid = area.grid
+    means = _cell_means(plane, grid, radius)
+    # Smooth at cell resolution (sigma half a cell, as radius / 2 pixels was), then
+    # interpolate up: the same look at about 1/radius^2 of the cost.
+    soft = cv2.GaussianBlur(means, (0, 0), sigmaX=0.5, sigmaY=0.5, borderType=cv2.BORDER_REPLICATE)
+    smooth = cv2.resize(soft, (grid.width, grid.height), interpolation=cv2.INTER_LINEAR)
+    _draw(plane, area, np.asarray(smooth, dtype=np.uint8))
+
+
+# --------------------------------------------------------------------------- BGR pictures
+
+
+class FillRenderer:
+    """A solid colour: every covered pixel becomes ``style.color``."""
+
+    def __init__(self) -> None:
+        self._solids = _SolidPictures()
+
+    def render(self, canvas: Image, layer: MaskLayer) -> None:
+        area = fill_area(layer.bbox, layer.coverage, bool(layer.coverage.all()), *_size(canvas))
+        fill_plane(canvas, area, layer.style.color, self._solids)
 
 
 class MosaicRenderer:
@@ -104,15 +208,10 @@ class MosaicRenderer:
 
     def render(self, canvas: Image, layer: MaskLayer) -> None:
         cell = layer.style.cell_size
-        box = layer.bbox
-        grid = _cell_grid(box, cell)
-        means = _cell_means(canvas, grid, cell)
-        big = np.asarray(
-            cv2.resize(means, (grid.width, grid.height), interpolation=cv2.INTER_NEAREST),
-            dtype=np.uint8,
+        full = bool(layer.coverage.all())
+        mosaic_plane(
+            canvas, mosaic_area(layer.bbox, layer.coverage, full, cell, *_size(canvas)), cell
         )
-        drawn = big[box.y0 - grid.y0 : box.y1 - grid.y0, box.x0 - grid.x0 : box.x1 - grid.x0]
-        _blend_into(canvas, box, drawn, layer)
 
 
 class BlurRenderer:
@@ -126,23 +225,147 @@ class BlurRenderer:
 
     def render(self, canvas: Image, layer: MaskLayer) -> None:
         radius = layer.style.blur_radius
+        full = bool(layer.coverage.all())
+        blur_plane(
+            canvas, blur_area(layer.bbox, layer.coverage, full, radius, *_size(canvas)), radius
+        )
+
+
+def _size(plane: Plane) -> tuple[int, int]:
+    """Width and height."""
+    return int(plane.shape[1]), int(plane.shape[0])
+
+
+# --------------------------------------------------------------------------- 4:2:0 pictures
+
+
+def i420_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The Y, U, V values a flat patch of ``bgr`` has after the sink's own conversion."""
+    patch = np.empty((2, 2, 3), np.uint8)
+    patch[...] = bgr
+    planes = np.asarray(cv2.cvtColor(patch, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8).ravel()
+    return int(planes[0]), int(planes[4]), int(planes[5])
+
+
+class _I420Areas:
+    """Where a layer is drawn in each 4:2:0 plane: its coverage rounded outward to whole
+    2 x 2 blocks, the luma area and the (shared) chroma area.
+
+    In 4:2:0 four luma pixels share one chroma sample. A chroma sample is masked when any
+    of its four pixels is, and so are all four of their luma values: every masked pixel is
+    masked in all three planes, and the mask grows by at most one pixel at its edges (more
+    mask, never less).
+    """
+
+    __slots__ = ("chroma", "empty", "luma")
+
+    def __init__(self, layer: MaskLayer, width: int, height: int) -> None:
         box = layer.bbox
-        h, w = canvas.shape[:2]
-        # Work on the box grown by one radius so the smoothing has context at the edge.
-        grown = BBox(box.x0 - radius, box.y0 - radius, box.x1 + radius, box.y1 + radius)
-        grid = _cell_grid(grown.clip(w, h), radius)
-        means = _cell_means(canvas, grid, radius)
-        # Smooth at cell resolution (sigma half a cell, as radius / 2 pixels was), then
-        # interpolate up: the same look at about 1/radius^2 of the cost.
-        soft = cv2.GaussianBlur(
-            means, (0, 0), sigmaX=0.5, sigmaY=0.5, borderType=cv2.BORDER_REPLICATE
+        luma = BBox(box.x0 & ~1, box.y0 & ~1, (box.x1 + 1) & ~1, (box.y1 + 1) & ~1).clip(
+            width, height
         )
-        smooth = np.asarray(
-            cv2.resize(soft, (grid.width, grid.height), interpolation=cv2.INTER_LINEAR),
-            dtype=np.uint8,
-        )
-        drawn = smooth[box.y0 - grid.y0 : box.y1 - grid.y0, box.x0 - grid.x0 : box.x1 - grid.x0]
-        _blend_into(canvas, box, np.ascontiguousarray(drawn), layer)
+        chroma = BBox(luma.x0 // 2, luma.y0 // 2, luma.x1 // 2, luma.y1 // 2)
+        self.empty = luma.empty
+        full = bool(layer.coverage.all())
+        if full:
+            chroma_coverage: BoolMask = np.ones((chroma.height, chroma.width), np.bool_)
+            luma_coverage: BoolMask = np.ones((luma.height, luma.width), np.bool_)
+        else:
+            padded = np.zeros((luma.height, luma.width), np.bool_)
+            padded[box.y0 - luma.y0 : box.y1 - luma.y0, box.x0 - luma.x0 : box.x1 - luma.x0] = (
+                layer.coverage
+            )
+            blocks = padded.reshape(luma.height // 2, 2, luma.width // 2, 2).any(axis=(1, 3))
+            chroma_coverage = np.ascontiguousarray(blocks)
+            luma_coverage = np.ascontiguousarray(blocks.repeat(2, axis=0).repeat(2, axis=1))
+        style = layer.style
+        size, half = (width, height), (width // 2, height // 2)
+        if style.kind is StyleKind.MOSAIC:
+            cell = style.cell_size
+            self.luma = mosaic_area(luma, luma_coverage, full, cell, *size)
+            self.chroma = mosaic_area(chroma, chroma_coverage, full, cell // 2, *half)
+        elif style.kind is StyleKind.BLUR:
+            radius = style.blur_radius
+            self.luma = blur_area(luma, luma_coverage, full, radius, *size)
+            self.chroma = blur_area(chroma, chroma_coverage, full, radius // 2, *half)
+        else:
+            self.luma = fill_area(luma, luma_coverage, full, *size)
+            self.chroma = fill_area(chroma, chroma_coverage, full, *half)
+
+
+_AREA_CACHE_SIZE: Final = 256
+"""Layers whose areas are kept: static and PTZ planners hand the same layer objects out
+frame after frame, so their areas are worked out once."""
+
+
+class I420Renderer:
+    """Draws layers straight into 4:2:0 planes (see the module docstring).
+
+    Only styles whose cells line up with the chroma samples are drawn here: fill and
+    silhouette always, mosaic and blur when the cell size or radius is even (so a cell is
+    whole chroma samples and stays one flat colour). :meth:`can_render` says whether a
+    plan qualifies; otherwise the caller renders in BGR.
+    """
+
+    def __init__(self) -> None:
+        self._solids = _SolidPictures()
+        self._areas: OrderedDict[int, tuple[MaskLayer, _I420Areas]] = OrderedDict()
+
+    @staticmethod
+    def can_render(plan: MaskPlan) -> bool:
+        return all(_i420_style(layer.style) for layer in plan.layers)
+
+    def render(self, i420: I420, plan: MaskPlan) -> I420:
+        """A new I420 array with ``plan`` drawn into a copy of ``i420``."""
+        canvas: I420 = i420.copy()
+        y, u, v = i420_planes(canvas)
+        for layer in plan.layers:
+            if layer.bbox.empty:
+                continue
+            areas = self._areas_of(layer, plan.width, plan.height)
+            if areas.empty:
+                continue
+            luma, chroma = areas.luma, areas.chroma
+            style = layer.style
+            if style.kind is StyleKind.MOSAIC:
+                mosaic_plane(y, luma, style.cell_size)
+                mosaic_plane(u, chroma, style.cell_size // 2)
+                mosaic_plane(v, chroma, style.cell_size // 2)
+            elif style.kind is StyleKind.BLUR:
+                blur_plane(y, luma, style.blur_radius)
+                blur_plane(u, chroma, style.blur_radius // 2)
+                blur_plane(v, chroma, style.blur_radius // 2)
+            else:
+                yv, uv, vv = i420_color(style.color)
+                fill_plane(y, luma, (yv,), self._solids)
+                fill_plane(u, chroma, (uv,), self._solids)
+                fill_plane(v, chroma, (vv,), self._solids)
+        return canvas
+
+    def _areas_of(self, layer: MaskLayer, width: int, height: int) -> _I420Areas:
+        cached = self._areas.get(id(layer))
+        # The layer is kept with its areas, so its id cannot be reused while cached.
+        if cached is not None and cached[0] is layer:
+            self._areas.move_to_end(id(layer))
+            return cached[1]
+        areas = _I420Areas(layer, width, height)
+        self._areas[id(layer)] = (layer, areas)
+        if len(self._areas) > _AREA_CACHE_SIZE:
+            self._areas.popitem(last=False)
+        return areas
+
+
+def _i420_style(style: Style) -> bool:
+    if style.kind in (StyleKind.FILL, StyleKind.SILHOUETTE):
+        return True
+    if style.kind is StyleKind.MOSAIC:
+        return style.cell_size % 2 == 0
+    if style.kind is StyleKind.BLUR:
+        return style.blur_radius % 2 == 0
+    return False
+
+
+# --------------------------------------------------------------------------- whole frames
 
 
 class FrameRenderer:
@@ -151,6 +374,10 @@ class FrameRenderer:
     Layers are drawn in plan order. Each renderer reads the canvas as left by the
     layers before it, so a blur drawn over a fill can only spread the fill colour,
     never original pixels from under it.
+
+    A frame that still holds only its decoder's 4:2:0 planes is masked in those planes
+    when every layer's style allows it (see :class:`I420Renderer`), and stays 4:2:0;
+    any other frame is masked in BGR.
     """
 
     def __init__(self) -> None:
@@ -161,6 +388,7 @@ class FrameRenderer:
             StyleKind.MOSAIC: MosaicRenderer(),
             StyleKind.BLUR: BlurRenderer(),
         }
+        self._i420 = I420Renderer()
 
     def render(self, frame: Frame, plan: MaskPlan) -> Frame:
         if (plan.width, plan.height) != (frame.width, frame.height):
@@ -169,6 +397,9 @@ class FrameRenderer:
             )
         if not plan.layers:
             return frame
+        planes = frame.i420
+        if planes is not None and self._i420.can_render(plan):
+            return frame.with_i420(self._i420.render(planes, plan))
         canvas: Image = frame.image.copy()
         for layer in plan.layers:
             if not layer.bbox.empty:

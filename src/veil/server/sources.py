@@ -17,7 +17,6 @@ A source that fails raises; the camera reconnects with back-off.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import re
 from collections.abc import Iterator
@@ -84,7 +83,7 @@ def _read_once(source: VideoSource) -> Iterator[Frame]:
 
 def _stamped(config: CameraConfig, frames: Iterator[Frame]) -> Iterator[Frame]:
     for frame in frames:
-        yield dataclasses.replace(frame, camera_id=config.id)
+        yield frame.replace(camera_id=config.id)
 
 
 def _file_frames(config: CameraConfig, path: Path) -> Iterator[Frame]:

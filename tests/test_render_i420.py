@@ -1,0 +1,223 @@
+"""Masking straight in 4:2:0 planes: the same guarantees as in BGR, on whole 2 x 2 blocks.
+
+A frame decoded as 4:2:0 and written to a 4:2:0 encoder is masked in its Y, U and V planes
+(veil.render.I420Renderer). In 4:2:0 four pixels share one chroma sample, so a mask covers
+every 2 x 2 block any of its pixels falls in: inside, not one original value in any plane;
+outside those blocks, every value exactly as it was.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from conftest import Clip
+from veil.config.schema import MaskConfig
+from veil.core.errors import ShapeError
+from veil.core.frame import Frame, i420_planes
+from veil.core.plan import MaskLayer, MaskPlan, MaskReason
+from veil.core.region import BoolMask, Region
+from veil.core.style import Style, StyleKind
+from veil.media.sink import open_sink
+from veil.media.source import open_source
+from veil.pipeline import MaskingPipeline
+from veil.policy.static import StaticPlanner
+from veil.render import FrameRenderer
+from veil.render.renderers import i420_color
+
+W, H = 160, 120
+
+SHAPES = {
+    "rect": Region.rect(0.2, 0.15, 0.45, 0.5),
+    "odd rect": Region.from_pixels([[13, 7], [101, 7], [101, 77], [13, 77]], W, H),
+    "polygon": Region(np.array([[0.1, 0.9], [0.5, 0.1], [0.93, 0.8], [0.6, 0.62]])),
+    "edge": Region.rect(0.8, 0.7, 0.4, 0.4),
+}
+STYLES = {
+    "fill": Style(StyleKind.FILL, color=(10, 200, 30)),
+    "mosaic": Style(StyleKind.MOSAIC, cell_size=8),
+    "blur": Style(StyleKind.BLUR, blur_radius=8),
+    "silhouette": Style(StyleKind.SILHOUETTE, color=(255, 0, 255)),
+}
+
+
+def _i420_frame(seed: int = 0) -> Frame:
+    rng = np.random.default_rng(seed)
+    i420 = rng.integers(40, 216, size=(H * 3 // 2, W), dtype=np.uint8)
+    return Frame(None, 0, Fraction(1, 25), 0, i420=i420)
+
+
+def _layer(region: Region, style: Style) -> MaskLayer:
+    box = region.bbox(W, H)
+    return MaskLayer(box, region.rasterize_in(box, W, H), style, MaskReason.STATIC, "t")
+
+
+def _blocks(covered: BoolMask) -> tuple[BoolMask, BoolMask]:
+    """The pixel coverage grown to whole 2 x 2 blocks: (luma, chroma)."""
+    chroma: BoolMask = np.asarray(covered.reshape(H // 2, 2, W // 2, 2).any(axis=(1, 3)))
+    return chroma.repeat(2, axis=0).repeat(2, axis=1), chroma
+
+
+def _render(frame: Frame, *layers: MaskLayer) -> Frame:
+    out = FrameRenderer().render(frame, MaskPlan(W, H, layers))
+    assert out.i420 is not None, "a 4:2:0 frame with these styles stays 4:2:0"
+    return out
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("style", STYLES)
+def test_outside_the_masked_blocks_nothing_changes(shape: str, style: str) -> None:
+    frame = _i420_frame()
+    layer = _layer(SHAPES[shape], STYLES[style])
+    out = _render(frame, layer)
+    luma, chroma = _blocks(MaskPlan(W, H, (layer,)).union())
+    assert out.i420 is not None
+    assert frame.i420 is not None
+    before, after = i420_planes(frame.i420), i420_planes(out.i420)
+    assert np.array_equal(after[0][~luma], before[0][~luma])
+    for plane in (1, 2):
+        assert np.array_equal(after[plane][~chroma], before[plane][~chroma])
+    assert luma.any()
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("style", ["fill", "silhouette"])
+def test_no_original_value_inside_a_fill(shape: str, style: str) -> None:
+    frame = _i420_frame()
+    colour = STYLES[style].color
+    layer = _layer(SHAPES[shape], STYLES[style])
+    out = _render(frame, layer)
+    luma, chroma = _blocks(MaskPlan(W, H, (layer,)).union())
+    assert out.i420 is not None
+    y, u, v = i420_planes(out.i420)
+    want_y, want_u, want_v = i420_color(colour)
+    assert (y[luma] == want_y).all()
+    assert (u[chroma] == want_u).all()
+    assert (v[chroma] == want_v).all()
+    # As a picture: every masked pixel is one colour, the fill colour up to 4:2:0 rounding.
+    shown = out.image[luma]
+    assert (shown == shown[0]).all()
+    assert np.abs(shown[0].astype(int) - np.array(colour)).max() <= 3
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mosaic_cells_are_flat_in_every_plane(shape: str) -> None:
+    frame = _i420_frame()
+    cell = STYLES["mosaic"].cell_size
+    layer = _layer(SHAPES[shape], STYLES["mosaic"])
+    out = _render(frame, layer)
+    luma, _ = _blocks(MaskPlan(W, H, (layer,)).union())
+    for y0 in range(0, H, cell):
+        for x0 in range(0, W, cell):
+            inside = luma[y0 : y0 + cell, x0 : x0 + cell]
+            if not inside.any():
+                continue
+            colours = out.image[y0 : y0 + cell, x0 : x0 + cell][inside]
+            assert (colours == colours[0]).all(), f"cell at {x0},{y0} is not flat"
+
+
+def _same_cell_means_i420(i420: NDArray[np.uint8], cell: int, seed: int) -> NDArray[np.uint8]:
+    """A different 4:2:0 picture with the same mean in every cell of every plane."""
+    rng = np.random.default_rng(seed)
+    out = i420.astype(np.int16)
+    planes = i420_planes(out)  # type: ignore[arg-type]
+    for plane, size in zip(planes, (cell, cell // 2, cell // 2), strict=True):
+        noise = rng.integers(-20, 21, size=plane.shape).astype(np.int16)
+        for y0 in range(0, plane.shape[0], size):
+            for x0 in range(0, plane.shape[1], size):
+                block = noise[y0 : y0 + size, x0 : x0 + size]
+                block -= np.int16(round(float(block.mean())))
+                block[0, 0] -= block.sum()
+        plane += noise
+    assert out.min() >= 0, "test picture must not clip"
+    assert out.max() <= 255, "test picture must not clip"
+    return out.astype(np.uint8)
+
+
+@pytest.mark.parametrize("style", ["mosaic", "blur"])
+def test_no_detail_finer_than_the_cell_survives(style: str) -> None:
+    frame = _i420_frame(3)
+    spec = STYLES[style]
+    cell = spec.cell_size if spec.kind is StyleKind.MOSAIC else spec.blur_radius
+    assert frame.i420 is not None
+    other = frame.with_i420(_same_cell_means_i420(frame.i420, cell, seed=9))
+    layer = _layer(SHAPES["polygon"], spec)
+    a, b = _render(frame, layer), _render(other, layer)
+    luma, _ = _blocks(MaskPlan(W, H, (layer,)).union())
+    assert not np.array_equal(frame.image[luma], other.image[luma])
+    assert np.array_equal(a.image[luma], b.image[luma])
+
+
+def test_odd_cells_are_drawn_in_bgr_instead() -> None:
+    """An odd mosaic cell does not line up with chroma samples: rendered in BGR."""
+    frame = _i420_frame()
+    style = Style(StyleKind.MOSAIC, cell_size=7)
+    layer = _layer(SHAPES["rect"], style)
+    out = FrameRenderer().render(frame, MaskPlan(W, H, (layer,)))
+    assert out.i420 is None
+    covered = MaskPlan(W, H, (layer,)).union()
+    assert np.array_equal(out.image[~covered], frame.image[~covered])
+
+
+def test_input_planes_are_never_modified() -> None:
+    frame = _i420_frame()
+    assert frame.i420 is not None
+    before = frame.i420.copy()
+    layers = tuple(_layer(SHAPES["rect"], s) for s in STYLES.values())
+    _render(frame, *layers)
+    assert np.array_equal(frame.i420, before)
+    assert not frame.i420.flags.writeable
+
+
+def test_a_frame_converts_to_bgr_once_when_asked() -> None:
+    frame = _i420_frame()
+    assert frame.i420 is not None
+    planes = frame.i420
+    assert (frame.width, frame.height) == (W, H)
+    image = frame.image
+    assert np.array_equal(image, cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420))
+    assert frame.image is image
+    # Once something has looked at the BGR picture, stages work on that picture.
+    assert frame.i420 is None
+    with pytest.raises(ShapeError, match="even"):
+        Frame(None, 0, Fraction(1, 25), 0, i420=np.zeros((181, 120), np.uint8))
+    with pytest.raises(ShapeError, match="BGR image or I420"):
+        Frame(None, 0, Fraction(1, 25), 0)
+
+
+class _Recorder:
+    """A planner that records whether each frame still held its 4:2:0 planes."""
+
+    def __init__(self, reads_pixels: bool) -> None:
+        self.reads_pixels = reads_pixels
+        self.kept: list[bool] = []
+
+    def plan(self, frame: Frame) -> MaskPlan:
+        self.kept.append(frame.i420 is not None)
+        if self.reads_pixels:
+            assert frame.image.shape == (frame.height, frame.width, 3)
+        return MaskPlan(frame.width, frame.height)
+
+
+@pytest.mark.parametrize("output", ["out.mp4", "out.mkv"])
+@pytest.mark.parametrize("reads_pixels", [False, True])
+def test_frames_stay_4_2_0_only_when_nothing_reads_pixels_and_the_output_is_4_2_0(
+    clip_mp4: Clip, tmp_path: Path, output: str, reads_pixels: bool
+) -> None:
+    recorder = _Recorder(reads_pixels)
+    masks = [MaskConfig(name="m", rect=(0.1, 0.1, 0.3, 0.3))]
+    with open_source(clip_mp4.path) as source, open_sink(tmp_path / output, source) as sink:
+        stats = MaskingPipeline([StaticPlanner(masks), recorder]).run(source, sink)
+    assert stats.frames == len(clip_mp4.frames) == len(recorder.kept)
+    keeps = output.endswith(".mp4") and not reads_pixels
+    assert all(k == keeps for k in recorder.kept)
+    # Either way, the mask is in the output: a fill is black by default.
+    with open_source(tmp_path / output) as result:
+        for frame in result.frames():
+            inside = frame.image[int(0.15 * H) : int(0.35 * H), int(0.15 * W) : int(0.35 * W)]
+            assert inside.max() <= 20
