@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from veil import __version__
 from veil.core.errors import ConfigError, VeilError
-from veil.server import api, ptz_routes, web_routes, webrtc
+from veil.server import api, ptz_routes, redact_routes, web_routes, webrtc
 from veil.server.gateway import Gateway
 from veil.vault.users import AuthError, LoginThrottledError
 
@@ -211,6 +211,7 @@ def build_app(*, tls: bool = False, max_body_bytes: int = MAX_BODY_BYTES) -> Fas
     app.state.tls = tls
     app.include_router(api.router)
     app.include_router(ptz_routes.router)
+    app.include_router(redact_routes.router)
     app.include_router(webrtc.router)
     app.include_router(web_routes.router)
     app.add_exception_handler(VeilError, _veil_error)

@@ -5,6 +5,7 @@
 //   #/camera/<id>      one camera: live view, mask editor, dynamic
 //                      masking settings, the unmasked view           (camera.js)
 //   #/recordings       masked recordings on a timeline              (recordings.js)
+//   #/redact[/<job>]   redaction of an encrypted original           (redact.js)
 //   #/audit            the audit log and its chain verification      (admin.js)
 //   #/users            users and roles                               (admin.js)
 //
@@ -17,6 +18,7 @@ import { viewAudit, viewUsers } from "./admin.js";
 import { viewCamera } from "./camera.js";
 import { viewCameras } from "./cameras.js";
 import { viewRecordings } from "./recordings.js";
+import { viewRedact } from "./redact.js";
 import { $, attempt, can, errorText, h, leaveView, session } from "./ui.js";
 
 const routes = {
@@ -24,6 +26,7 @@ const routes = {
   cameras: viewCameras,
   camera: viewCamera,
   recordings: viewRecordings,
+  redact: viewRedact,
   audit: viewAudit,
   users: viewUsers,
 };

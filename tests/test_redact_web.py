@@ -1,0 +1,130 @@
+"""The Redact page in a real browser (Debian's chromium, driven by Playwright) against a real
+gateway: an investigator picks an encrypted original and a reason, watches the analysis,
+scrubs the timeline with the redacted preview, clicks tracks to select them, exports, and
+gets a verified MP4 with its signed manifest; a viewer is not offered the page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from conftest import need_shared
+from test_redact_gateway import CLIP_FRAMES, MODELS, SETTINGS, seal_clip
+from test_web_ui import WebGateway, page_as, web_gateway
+from veil.redact.manifest import verify_export
+from veil.server.redact_jobs import RedactJobs
+
+
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[WebGateway, str]]:
+    need_shared(MODELS / "yolox_nano.onnx")
+    tmp = tmp_path_factory.mktemp("redact-web")
+    with web_gateway(tmp) as running:
+        running.app.state.redact_jobs = RedactJobs(running.gateway, settings=SETTINGS)
+        yield running, seal_clip(running.gateway, tmp)
+
+
+def preview_of(page: Page) -> str:
+    """The preview canvas' pixels, as a data URL (to compare two previews)."""
+    data: str = page.eval_on_selector("#redact-preview", "c => c.toDataURL('image/png')")
+    return data
+
+
+def test_investigator_redacts_an_original_and_exports_it(
+    browser: Browser, web: tuple[WebGateway, str], tmp_path: Path
+) -> None:
+    gw, original = web
+    with page_as(browser, gw, "investigator1") as page:
+        page.click("#nav a[data-route=redact]")
+        page.wait_for_selector("main[data-ready=redact]")
+        page.select_option("#redact-original", json.dumps(["cam", original], separators=(",", ":")))
+        page.fill("#redact-reason", "case 17: the door")
+        page.click("#redact-start")
+        # The job's page: progress, then the tracks with their thumbnails and the preview.
+        page.wait_for_selector("#redact-state")
+        page.wait_for_selector("#redact-tracks li.track", timeout=60_000)
+        expect(page.locator("#redact-state")).to_have_attribute("data-state", "ready")
+        page.wait_for_selector("#redact-preview[data-previews]")
+        page.wait_for_selector("#redact-tracks canvas.thumb[data-loaded]")
+        job_id = page.url.rsplit("/", 1)[1]
+        assert len(job_id) == 12
+
+        # The timeline: moving the slider shows that frame.
+        page.locator("#redact-frame").fill("20")
+        page.wait_for_selector('#redact-preview[data-frame="20"]')
+        expect(page.locator("#redact-frame-label")).to_contain_text("Frame 20 of 40")
+        before = preview_of(page)
+
+        # Clicking a person's thumbnail selects it: the preview masks it.
+        person = page.locator("#redact-tracks li.track[data-kind=person]").first
+        track = person.get_attribute("data-track")
+        assert track is not None
+        person.locator("canvas.thumb").click()
+        expect(person).to_have_class("track selected")
+        expect(person.locator(".track-toggle")).to_have_attribute("aria-pressed", "true")
+        page.wait_for_selector(f'#redact-preview[data-tracks="{track}"]')
+        assert preview_of(page) != before
+        # A second click unselects it; a third selects it again.
+        person.locator(".track-toggle").click()
+        expect(person.locator(".track-toggle")).to_have_attribute("aria-pressed", "false")
+        person.locator(".track-toggle").click()
+        expect(person).to_have_class("track selected")
+
+        # Keep that person, mask everything else; export with a reason.
+        page.select_option("#redact-mode", "mask-all-except")
+        page.wait_for_selector('#redact-preview[data-mode="mask-all-except"]')
+        expect(page.locator("#redact-summary")).to_contain_text("everything else is masked")
+        page.fill("#redact-export-reason", "request 2026-117")
+        page.click("#redact-export")
+        link = page.wait_for_selector("#redact-exports a.export-video", timeout=60_000)
+        assert link is not None
+        page.wait_for_selector("#redact-exports .verify.ok")
+        video_url = link.get_attribute("href")
+        manifest_url = page.get_attribute("#redact-exports a.export-manifest", "href")
+        assert video_url is not None
+        assert manifest_url is not None
+        page.screenshot(path="/tmp/veil-redact.png", full_page=True)
+
+    # The files behind the links: the MP4 matches its signed manifest.
+    client = gw.login("investigator1")
+    video = tmp_path / "export.mp4"
+    manifest = tmp_path / "export.manifest.json"
+    video.write_bytes(client.get(video_url).content)
+    manifest.write_bytes(client.get(manifest_url).content)
+    result = verify_export(video, manifest)
+    assert result.ok, result.message
+    data = json.loads(manifest.read_text())
+    assert data["reason"] == "request 2026-117"
+    assert data["exported_by"] == "investigator1"
+    assert data["settings"]["mode"] == "mask-all-except"
+    assert data["output"]["frames"] == CLIP_FRAMES
+    entry = gw.gateway.audit.entries(action="export", limit=1)[0]
+    assert entry.actor == "investigator1"
+    assert entry.details["tracks"] == [track]
+
+    # The job is listed; deleting it (confirmed) removes its decrypted original.
+    folder = gw.gateway.data_dir / "redact" / job_id
+    assert (folder / "original.mp4").is_file()
+    with page_as(browser, gw, "investigator1") as page:
+        page.goto(page.url.split("#")[0] + "#/redact")
+        row = page.wait_for_selector(f'#redact-jobs tr[data-job="{job_id}"][data-state=ready]')
+        assert row is not None
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.click(f'#redact-jobs tr[data-job="{job_id}"] button.danger')
+        page.wait_for_selector(f'#redact-jobs tr[data-job="{job_id}"]', state="detached")
+    assert not folder.exists()
+
+
+def test_a_viewer_is_not_offered_the_redact_page(
+    browser: Browser, web: tuple[WebGateway, str]
+) -> None:
+    gw, _original = web
+    with page_as(browser, gw, "viewer1") as page:
+        expect(page.locator("#nav a[data-route=redact]")).to_be_hidden()
+        page.goto(page.url.split("#")[0] + "#/redact")
+        expect(page.locator("#flash")).to_contain_text("lacks the 'unmask' permission")
