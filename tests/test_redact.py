@@ -37,6 +37,7 @@ from veil.redact.export import (
     RedactionPlanner,
     evaluate_redaction,
     export_redaction,
+    person_selection,
     preview_frame,
 )
 from veil.redact.manifest import load_public_key, verify_export
@@ -55,7 +56,6 @@ from veil.redact.selection import (
     parse_selection,
     resolve,
 )
-from veil.track.tracker import iou_matrix
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -620,25 +620,6 @@ def test_export_is_recorded_in_the_audit_log(
 # --------------------------------------------------------------------------- quality
 
 
-def _gt_track(analysis: Analysis, gt: GroundTruth, person_id: int) -> int:
-    """The person track overlapping ground-truth person ``person_id`` most (summed IoU)."""
-    sel = gt.person_id == person_id
-    boxes = np.concatenate([gt.xywh[sel, :2], gt.xywh[sel, :2] + gt.xywh[sel, 2:]], axis=1)
-    score: dict[int, float] = {}
-    for track in analysis.tracks:
-        if track.kind is not TrackKind.PERSON:
-            continue
-        total = 0.0
-        for frame, box in zip(gt.frame[sel] - 1, boxes, strict=True):
-            row = track.row(int(frame))
-            if row is not None:
-                total += float(
-                    iou_matrix(box[None], track.xyxy[row][None].astype(np.float64))[0, 0]
-                )
-        score[track.track_id] = total
-    return max(score, key=lambda k: score[k])
-
-
 @pytest.fixture(scope="module")
 def tud_full() -> tuple[Analysis, GroundTruth]:
     need_shared(MODELS / "yolox_nano.onnx")
@@ -665,26 +646,49 @@ def test_all_persons_selected_meets_the_bar(tud_full: tuple[Analysis, GroundTrut
     assert report.leaked_frames == ()
 
 
-KEPT_PERSON = 3
-"""TUD-Stadtmitte person 3 is in every frame; others walk in front of and beside them."""
+KEPT_MIN_FRAMES = 20
+"""Every TUD-Stadtmitte person in at least this many frames is kept in turn."""
+CROWDED = "kept person walks in the group (occluded, tracks switch); others are masked first"
+KEPT_PERSONS = [
+    1,
+    pytest.param(2, marks=pytest.mark.xfail(reason=CROWDED, strict=True)),
+    3,  # in every frame; others walk in front of and beside them
+    *(pytest.param(p, marks=pytest.mark.xfail(reason=CROWDED, strict=True)) for p in range(4, 10)),
+    10,
+]
+"""TUD-Stadtmitte persons 2 and 4 to 9 walk as a group and behind one another: keeping one
+of them shows them in 24-77% of their frames while everyone else stays masked (see
+``python bench/bench_redact.py --except-each``). Strict xfails: an improvement shows."""
+
+
+def test_every_person_seen_long_enough_is_measured(tud_full: tuple[Analysis, GroundTruth]) -> None:
+    _, gt = tud_full
+    ids, counts = np.unique(gt.person_id, return_counts=True)
+    assert [int(i) for i, c in zip(ids, counts, strict=True) if c >= KEPT_MIN_FRAMES] == list(
+        range(1, 11)
+    )
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("person", KEPT_PERSONS)
 def test_except_mode_keeps_one_person_and_masks_the_others(
-    tud_full: tuple[Analysis, GroundTruth],
+    tud_full: tuple[Analysis, GroundTruth], person: int
 ) -> None:
     analysis, gt = tud_full
-    track_id = _gt_track(analysis, gt, KEPT_PERSON)
-    resolved = resolve(parse_selection({"mode": "mask-all-except", "tracks": [track_id]}), analysis)
-    quality = evaluate_redaction(analysis, resolved, gt, kept_person=KEPT_PERSON)
+    # The tracks a careful user keeps: every track (or part of one, split where it switches
+    # to someone else) that follows the person.
+    selection = person_selection(analysis, gt, person)
+    assert selection["tracks"]
+    resolved = resolve(parse_selection(selection), analysis)
+    quality = evaluate_redaction(analysis, resolved, gt, kept_person=person)
     # Shown: less than half of what can be seen of them (their box less the boxes of people
     # in front of or beside them, who stay masked) is masked.
-    assert quality.kept_frames >= 170
+    assert quality.kept_frames > 0
     assert quality.kept_shown is not None
-    assert quality.kept_shown >= 0.95, quality.kept_shown
     # Every other person is masked as with all persons selected.
     report = quality.report
-    assert report.boxes == int(np.count_nonzero(gt.person_id != KEPT_PERSON))
+    assert report.boxes == int(np.count_nonzero(gt.person_id != person))
     assert report.recall is not None
     assert report.recall >= 0.999, report.recall
     assert report.leaked_frames == ()
+    assert quality.kept_shown >= 0.95, quality.kept_shown

@@ -7,9 +7,11 @@ the :class:`~veil.core.plan.MaskPlan` that the :class:`~veil.render.FrameRendere
   (interpolated and extrapolated boxes are uncertain, so their margin is larger, and at least
   :data:`UNCERTAIN_EXTRA` of the box's size), and each manual region.
 - ``mask-all-except``: everything except the kept tracks' boxes (grown by the small
-  :data:`KEEP_MARGIN`); inside a kept box, other people's boxes (grown as above) and manual
-  regions are masked too. Extrapolated boxes of a kept track are not kept visible: where the
-  person was not seen, nothing is shown.
+  :data:`KEEP_MARGIN`); inside a kept box, other people's boxes (grown by
+  :data:`OTHERS_MARGIN` and their uncertainty, including their extrapolated boxes close to a
+  sighting, :data:`FRESH_EXTRAPOLATED`) and manual regions are masked too: where keeping one
+  person and masking another conflict, the other is masked. Extrapolated boxes of a kept
+  track are not kept visible: where the person was not seen, nothing is shown.
 - A frame listed as unsafe in the analysis (a detector failed) or marked corrupt by the
   decoder is masked whole.
 
@@ -71,9 +73,17 @@ log = logging.getLogger(__name__)
 KEEP_MARGIN = Margin(fraction=0.03)
 """Extra area kept visible around a person of interest's box (detector boxes are a little
 tight; 3% of the box's larger side)."""
-OTHERS_MARGIN = Margin(fraction=0.05)
+OTHERS_MARGIN = Margin(fraction=0.10)
 """In mask-all-except, margin of other people's boxes where they overlap a kept box (outside
-kept boxes everything is masked anyway)."""
+kept boxes everything is masked anyway): the ``medium`` preset that mask-selected uses by
+default, so that others are masked "as before". 5% left the sides of people walking beside a
+kept person uncovered (their ground-truth boxes are wider than the detector's)."""
+FRESH_EXTRAPOLATED = 0.15
+"""In mask-all-except, another person's extrapolated (unseen) box is cut out of the kept
+area while its uncertainty is at most this share of its larger side: a few frames after
+they were last (or before they are first) seen, when they are most likely hidden behind or
+beside the kept person, not gone. Older predictions drift far from anyone and, grown by
+their uncertainty, would hide the kept person for a whole hold time."""
 DUPLICATE_IOU = 0.5
 DUPLICATE_INSIDE = 0.85
 """A person box overlapping a kept box by this IoU, or lying this much inside it, duplicates it."""
@@ -275,12 +285,16 @@ class RedactionPlanner:
         visible = np.zeros((area.height, area.width), np.bool_)
         for b in shown:
             visible[b.y0 - area.y0 : b.y1 - area.y0, b.x0 - area.x0 : b.x1 - area.x0] = True
+        # Other people inside the kept area are cut out of it: seen ones and those between
+        # two sightings (grown by their uncertainty, as when masking them), and unseen ones
+        # just before or after a sighting (FRESH_EXTRAPOLATED): a person walking behind the
+        # kept one is often missed for a few frames, and showing the kept box would show them.
         others = [
             e
             for e in entries
             if not e.chosen
             and e.kind is TrackKind.PERSON
-            and e.flag != _EXTRAPOLATED
+            and (e.flag != _EXTRAPOLATED or _fresh(e))
             and e.ref not in self._shadows
         ]
         for grown in self._grown(others, self._others_margin):
@@ -303,6 +317,12 @@ class RedactionPlanner:
         if inner.any():
             layers.append(MaskLayer(area, inner, style, MaskReason.REDACTION, "all-except"))
         return MaskPlan(w, h, (*layers, *regions))
+
+
+def _fresh(entry: _Entry) -> bool:
+    """An extrapolated box still close to a sighting (see :data:`FRESH_EXTRAPOLATED`)."""
+    size = float(max(entry.box[2] - entry.box[0], entry.box[3] - entry.box[1]))
+    return entry.uncertainty <= FRESH_EXTRAPOLATED * size
 
 
 def _duplicate(box: NDArray[np.float32], kept: NDArray[np.float32]) -> bool:
@@ -743,3 +763,81 @@ def evaluate_redaction(
         kept_shown=float(np.mean(shown)) if shown else None,
         kept_frames=len(shown),
     )
+
+
+PERSON_MATCH_IOU = 0.5
+"""A detected box is a ground-truth person's when it overlaps their box at least this much
+(IoU) and more than any other person's box in that frame."""
+
+
+def person_selection(
+    analysis: Analysis, gt: GroundTruth, person_id: int, *, min_iou: float = PERSON_MATCH_IOU
+) -> dict[str, Any]:
+    """The mask-all-except selection a careful user makes to keep ground-truth person
+    ``person_id``, for measuring (see :func:`evaluate_each_kept`).
+
+    Every detected box of every person track is labelled with the ground-truth person it
+    matches (IoU at least ``min_iou``, best in its frame) or none. Like a user going through
+    the timeline, a track that follows the kept person and, at other times, someone else is
+    split where the label changes between them, and every track or part whose boxes are the
+    kept person's (at least one, and none of another person) is kept. The ground truth's
+    frame numbers are 1-based, the analysis' 0-based.
+    """
+    tracks: list[str] = []
+    splits: list[dict[str, int]] = []
+    for track in analysis.tracks:
+        if track.kind is not TrackKind.PERSON:
+            continue
+        labels = _gt_labels(track, gt, min_iou)
+        if person_id not in labels.values():
+            continue
+        runs: list[tuple[int, int]] = []  # (first frame, label) of each run of one person
+        for frame, label in sorted(labels.items()):
+            if label is not None and (not runs or runs[-1][1] != label):
+                runs.append((frame, label))
+        cuts = [frame for frame, _ in runs[1:]]
+        splits += [{"track": track.track_id, "frame": f} for f in cuts]
+        for k, (_, label) in enumerate(runs):
+            if label == person_id:
+                tracks.append(
+                    f"{track.track_id}{chr(ord('a') + k)}" if cuts else str(track.track_id)
+                )
+    return {"mode": Mode.MASK_ALL_EXCEPT.value, "tracks": tracks, "splits": splits}
+
+
+def _gt_labels(track: OfflineTrack, gt: GroundTruth, min_iou: float) -> dict[int, int | None]:
+    """Frame -> the ground-truth person each detected box of ``track`` is (None: nobody)."""
+    from veil.track.tracker import iou_matrix
+
+    out: dict[int, int | None] = {}
+    for frame, box, flag in zip(track.frames, track.xyxy, track.flags, strict=True):
+        if int(flag) != _DETECTED:
+            continue
+        rows = gt.rows(int(frame) + 1)
+        if len(rows) == 0:
+            out[int(frame)] = None
+            continue
+        xywh = gt.xywh[rows].astype(np.float64)
+        truth = np.concatenate([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=1)
+        iou = iou_matrix(box[None].astype(np.float64), truth)[0]
+        best = int(np.argmax(iou))
+        out[int(frame)] = int(gt.person_id[rows[best]]) if iou[best] >= min_iou else None
+    return out
+
+
+def evaluate_each_kept(
+    analysis: Analysis, gt: GroundTruth, *, min_frames: int = 20
+) -> list[RedactionQuality]:
+    """Keep each ground-truth person seen in at least ``min_frames`` frames in turn (with
+    :func:`person_selection`) and measure it with :func:`evaluate_redaction`."""
+    from veil.redact.selection import parse_selection, resolve
+
+    ids, counts = np.unique(gt.person_id, return_counts=True)
+    out = []
+    for person, count in zip(ids, counts, strict=True):
+        if count < min_frames:
+            continue
+        selection = parse_selection(person_selection(analysis, gt, int(person)))
+        resolved = resolve(selection, analysis)
+        out.append(evaluate_redaction(analysis, resolved, gt, kept_person=int(person)))
+    return out
