@@ -144,66 +144,49 @@ class Region:
 
         A scanline fill at each pixel row's centre: the polygon's edges are crossed
         at exact x positions, crossings are summed by direction (non-zero winding),
-        and the pixels whose centres lie between crossings are covered.
+        and the pixels whose centres lie inside, or on the boundary, are covered.
+        All rows at once: each crossing adds its direction to a running sum from the
+        first pixel centre right of it, so a pixel's winding number is one cumulative sum.
         """
         crop = np.zeros((box.height, box.width), dtype=np.bool_)
         if box.empty:
             return crop
-        px = self.to_pixels(width, height)
-        a = px
-        b = np.roll(px, -1, axis=0)
-        ys = np.arange(box.y0, box.y1, dtype=np.float64) + 0.5
-        for row, yc in enumerate(ys):
-            self._fill_row(crop[row], a, b, yc, box.x0)
-        return crop
-
-    @staticmethod
-    def _fill_row(row: NDArray[np.bool_], a: Points, b: Points, yc: float, x_offset: int) -> None:
-        ay, by = a[:, 1], b[:, 1]
+        a = self.to_pixels(width, height)
+        b = np.roll(a, -1, axis=0)
+        yc = (np.arange(box.y0, box.y1, dtype=np.float64) + 0.5)[:, None]  # (rows, 1)
+        ay, by = a[None, :, 1], b[None, :, 1]  # (1, edges)
         # Half-open rule on y so a vertex exactly on the scanline counts once.
         up = (ay <= yc) & (by > yc)
         down = (by <= yc) & (ay > yc)
-        crossing = up | down
-        if not crossing.any():
-            _cover_horizontal_edges(row, a, b, yc, x_offset)
-            return
-        ax, bx = a[crossing, 0], b[crossing, 0]
-        ay_c, by_c = ay[crossing], by[crossing]
-        t = (yc - ay_c) / (by_c - ay_c)
-        xs = ax + t * (bx - ax)
-        winding = np.where(up[crossing], 1, -1)
-        order = np.argsort(xs, kind="stable")
-        xs, winding = xs[order], winding[order]
-        total = np.cumsum(winding)
-        n = len(row)
-        for k in range(len(xs) - 1):
-            if total[k] == 0:
-                continue
-            # Pixels i whose centre i + 0.5 lies in [xs[k], xs[k+1]], widened by a hair so
-            # a centre on the boundary is covered despite floating-point rounding.
-            lo = int(np.ceil(xs[k] - 0.5 - BOUNDARY_EPS)) - x_offset
-            hi = int(np.floor(xs[k + 1] - 0.5 + BOUNDARY_EPS)) - x_offset
-            lo = max(lo, 0)
-            hi = min(hi, n - 1)
-            if hi >= lo:
-                row[lo : hi + 1] = True
-        # Centres on a crossing point belong to the boundary: covered.
-        for x in xs:
-            j = round(x - 0.5)
-            if abs(x - 0.5 - j) <= BOUNDARY_EPS and 0 <= j - x_offset < n:
-                row[j - x_offset] = True
-        _cover_horizontal_edges(row, a, b, yc, x_offset)
+        rows, edges = np.nonzero(up | down)
+        if len(rows):
+            a_e, b_e, y_r = a[edges], b[edges], yc[rows, 0]
+            t = (y_r - a_e[:, 1]) / (b_e[:, 1] - a_e[:, 1])
+            xs = a_e[:, 0] + t * (b_e[:, 0] - a_e[:, 0]) - box.x0  # in crop pixels
+            winding = np.where(up[rows, edges], 1, -1)
+            # Pixel i's centre i + 0.5 is right of x from i = floor(x - 0.5) + 1 on.
+            start = np.clip(np.floor(xs - 0.5).astype(np.int64) + 1, 0, box.width)
+            sums = np.zeros((box.height, box.width + 1), np.int64)
+            np.add.at(sums, (rows, start), winding)
+            crop |= np.cumsum(sums, axis=1)[:, : box.width] != 0
+            # Centres on a crossing point belong to the boundary: covered (the hair of
+            # BOUNDARY_EPS absorbs floating-point rounding).
+            nearest = np.round(xs - 0.5)
+            on = (np.abs(xs - 0.5 - nearest) <= BOUNDARY_EPS) & (nearest >= 0)
+            on &= nearest < box.width
+            crop[rows[on], nearest[on].astype(np.int64)] = True
+        # Edges that lie exactly on a scanline are boundary: their centres count.
+        flat_rows, flat_edges = np.nonzero((ay == yc) & (by == yc))
+        for row, edge in zip(flat_rows, flat_edges, strict=True):
+            _cover_span(crop[row], a[edge, 0], b[edge, 0], box.x0)
+        return crop
 
 
-def _cover_horizontal_edges(
-    row: NDArray[np.bool_], a: Points, b: Points, yc: float, x_offset: int
-) -> None:
-    """Edges that lie exactly on the scanline are boundary: their centres count."""
-    flat = (a[:, 1] == yc) & (b[:, 1] == yc)
+def _cover_span(row: NDArray[np.bool_], ax: float, bx: float, x_offset: int) -> None:
+    """Cover the pixels whose centres lie on the horizontal segment from ``ax`` to ``bx``."""
     n = len(row)
-    for ax, bx in zip(a[flat, 0], b[flat, 0], strict=True):
-        lo_x, hi_x = min(ax, bx), max(ax, bx)
-        lo = max(int(np.ceil(lo_x - 0.5 - BOUNDARY_EPS)) - x_offset, 0)
-        hi = min(int(np.floor(hi_x - 0.5 + BOUNDARY_EPS)) - x_offset, n - 1)
-        if hi >= lo:
-            row[lo : hi + 1] = True
+    lo_x, hi_x = min(ax, bx), max(ax, bx)
+    lo = max(int(np.ceil(lo_x - 0.5 - BOUNDARY_EPS)) - x_offset, 0)
+    hi = min(int(np.floor(hi_x - 0.5 + BOUNDARY_EPS)) - x_offset, n - 1)
+    if hi >= lo:
+        row[lo : hi + 1] = True
