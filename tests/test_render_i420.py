@@ -14,12 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from numpy.typing import NDArray
 
 from conftest import Clip
 from veil.config.schema import MaskConfig
 from veil.core.errors import ShapeError
-from veil.core.frame import Frame, i420_planes
+from veil.core.frame import I420, Frame
 from veil.core.plan import MaskLayer, MaskPlan, MaskReason
 from veil.core.region import BoolMask, Region
 from veil.core.style import Style, StyleKind
@@ -49,7 +48,7 @@ STYLES = {
 def _i420_frame(seed: int = 0) -> Frame:
     rng = np.random.default_rng(seed)
     i420 = rng.integers(40, 216, size=(H * 3 // 2, W), dtype=np.uint8)
-    return Frame(None, 0, Fraction(1, 25), 0, i420=i420)
+    return Frame(None, 0, Fraction(1, 25), 0, i420=I420.from_array(i420))
 
 
 def _layer(region: Region, style: Style) -> MaskLayer:
@@ -78,10 +77,10 @@ def test_outside_the_masked_blocks_nothing_changes(shape: str, style: str) -> No
     luma, chroma = _blocks(MaskPlan(W, H, (layer,)).union())
     assert out.i420 is not None
     assert frame.i420 is not None
-    before, after = i420_planes(frame.i420), i420_planes(out.i420)
-    assert np.array_equal(after[0][~luma], before[0][~luma])
-    for plane in (1, 2):
-        assert np.array_equal(after[plane][~chroma], before[plane][~chroma])
+    before, after = frame.i420, out.i420
+    assert np.array_equal(after.y[~luma], before.y[~luma])
+    assert np.array_equal(after.u[~chroma], before.u[~chroma])
+    assert np.array_equal(after.v[~chroma], before.v[~chroma])
     assert luma.any()
 
 
@@ -94,7 +93,7 @@ def test_no_original_value_inside_a_fill(shape: str, style: str) -> None:
     out = _render(frame, layer)
     luma, chroma = _blocks(MaskPlan(W, H, (layer,)).union())
     assert out.i420 is not None
-    y, u, v = i420_planes(out.i420)
+    y, u, v = out.i420.y, out.i420.u, out.i420.v
     want_y, want_u, want_v = i420_color(colour)
     assert (y[luma] == want_y).all()
     assert (u[chroma] == want_u).all()
@@ -121,11 +120,10 @@ def test_mosaic_cells_are_flat_in_every_plane(shape: str) -> None:
             assert (colours == colours[0]).all(), f"cell at {x0},{y0} is not flat"
 
 
-def _same_cell_means_i420(i420: NDArray[np.uint8], cell: int, seed: int) -> NDArray[np.uint8]:
+def _same_cell_means_i420(i420: I420, cell: int, seed: int) -> I420:
     """A different 4:2:0 picture with the same mean in every cell of every plane."""
     rng = np.random.default_rng(seed)
-    out = i420.astype(np.int16)
-    planes = i420_planes(out)  # type: ignore[arg-type]
+    planes = [i420.y.astype(np.int16), i420.u.astype(np.int16), i420.v.astype(np.int16)]
     for plane, size in zip(planes, (cell, cell // 2, cell // 2), strict=True):
         noise = rng.integers(-20, 21, size=plane.shape).astype(np.int16)
         for y0 in range(0, plane.shape[0], size):
@@ -134,9 +132,10 @@ def _same_cell_means_i420(i420: NDArray[np.uint8], cell: int, seed: int) -> NDAr
                 block -= np.int16(round(float(block.mean())))
                 block[0, 0] -= block.sum()
         plane += noise
-    assert out.min() >= 0, "test picture must not clip"
-    assert out.max() <= 255, "test picture must not clip"
-    return out.astype(np.uint8)
+        assert plane.min() >= 0, "test picture must not clip"
+        assert plane.max() <= 255, "test picture must not clip"
+    y, u, v = (p.astype(np.uint8) for p in planes)
+    return I420(y, u, v)
 
 
 @pytest.mark.parametrize("style", ["mosaic", "blur"])
@@ -167,11 +166,11 @@ def test_odd_cells_are_drawn_in_bgr_instead() -> None:
 def test_input_planes_are_never_modified() -> None:
     frame = _i420_frame()
     assert frame.i420 is not None
-    before = frame.i420.copy()
+    before = frame.i420.to_array()
     layers = tuple(_layer(SHAPES["rect"], s) for s in STYLES.values())
     _render(frame, *layers)
-    assert np.array_equal(frame.i420, before)
-    assert not frame.i420.flags.writeable
+    assert np.array_equal(frame.i420.to_array(), before)
+    assert not any(p.flags.writeable for p in (frame.i420.y, frame.i420.u, frame.i420.v))
 
 
 def test_a_frame_converts_to_bgr_once_when_asked() -> None:
@@ -180,12 +179,16 @@ def test_a_frame_converts_to_bgr_once_when_asked() -> None:
     planes = frame.i420
     assert (frame.width, frame.height) == (W, H)
     image = frame.image
-    assert np.array_equal(image, cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420))
+    assert np.array_equal(image, cv2.cvtColor(planes.to_array(), cv2.COLOR_YUV2BGR_I420))
     assert frame.image is image
     # Once something has looked at the BGR picture, stages work on that picture.
     assert frame.i420 is None
     with pytest.raises(ShapeError, match="even"):
-        Frame(None, 0, Fraction(1, 25), 0, i420=np.zeros((181, 120), np.uint8))
+        I420.from_array(np.zeros((180, 121), np.uint8))
+    with pytest.raises(ShapeError, match="even"):
+        I420.from_array(np.zeros((181, 120), np.uint8))
+    odd_rows = I420.from_array(np.zeros((183, 120), np.uint8))  # 122 rows: chroma mid-row
+    assert (odd_rows.u.shape, odd_rows.v.shape) == ((61, 60), (61, 60))
     with pytest.raises(ShapeError, match="BGR image or I420"):
         Frame(None, 0, Fraction(1, 25), 0)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from types import EllipsisType
 
@@ -24,39 +26,98 @@ def check_image(image: NDArray[np.generic], what: str = "image") -> Image:
     return image  # type: ignore[return-value]
 
 
-I420 = NDArray[np.uint8]
-"""A 4:2:0 picture as one ``(height * 3 // 2, width)`` uint8 array: the Y plane, then the
-U and V planes (each ``height // 2`` by ``width // 2``) flattened after it, as FFmpeg's
-``yuv420p`` and OpenCV's ``I420`` lay it out. Limited-range BT.601, even width and height."""
+Plane = NDArray[np.uint8]
+"""One plane of a picture, ``(rows, columns)`` uint8; may be a view with padded rows."""
 
 
-def i420_planes(i420: I420) -> tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.uint8]]:
-    """Views of the Y, U and V planes of an :data:`I420` array (no copy)."""
-    height = i420.shape[0] * 2 // 3
-    width = i420.shape[1]
-    quarter = height // 4
-    y = i420[:height]
-    u = i420[height : height + quarter].reshape(height // 2, width // 2)
-    v = i420[height + quarter : height + 2 * quarter].reshape(height // 2, width // 2)
-    return y, u, v
+@dataclass(frozen=True, slots=True, eq=False)
+class I420:
+    """A 4:2:0 picture as its three planes: Y ``(height, width)``, U and V ``(height / 2,
+    width / 2)``, limited-range BT.601 (FFmpeg's ``yuv420p``, OpenCV's ``I420``), even sides.
 
+    The planes may be views of memory that ``owner`` holds: a PyAV frame the decoder made
+    (so a frame that no mask touches goes to the encoder without a single copy), or one
+    that ``allocate`` made to draw into. ``allocate(width, height)`` makes a blank writable
+    picture of the same kind; without it, :meth:`writable_copy` uses numpy arrays.
+    """
 
-def check_i420(i420: NDArray[np.generic], what: str = "I420 picture") -> I420:
-    """Return ``i420`` if it is a contiguous ``(H * 3 / 2, W)`` uint8 array with even H and W."""
-    rows = i420.shape[0] if i420.ndim == 2 else 0
-    if (
-        i420.dtype != np.uint8
-        or i420.ndim != 2
-        or rows % 3
-        or (rows * 2 // 3) & 1
-        or i420.shape[1] & 1
-        or not i420.flags.c_contiguous
-    ):
-        raise ShapeError(
-            f"{what} must be a contiguous (height * 3 / 2, width) uint8 I420 array with even "
-            f"height and width, got shape {i420.shape} and dtype {i420.dtype}"
+    y: Plane
+    u: Plane
+    v: Plane
+    owner: object = None
+    allocate: Callable[[int, int], I420] | None = None
+
+    def __post_init__(self) -> None:
+        h, w = self.y.shape if self.y.ndim == 2 else (1, 1)
+        planes_ok = all(p.dtype == np.uint8 and p.ndim == 2 for p in (self.y, self.u, self.v))
+        if not planes_ok or h & 1 or w & 1 or self.u.shape != (h // 2, w // 2) != self.v.shape:
+            raise ShapeError(
+                "an I420 picture needs uint8 planes Y (H, W), U and V (H/2, W/2) with even H "
+                f"and W, got {self.y.shape}, {self.u.shape}, {self.v.shape}"
+            )
+        if self.v.shape != self.u.shape:
+            raise ShapeError(f"the U and V planes differ: {self.u.shape} and {self.v.shape}")
+
+    @property
+    def width(self) -> int:
+        return int(self.y.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.y.shape[0])
+
+    @classmethod
+    def from_array(cls, i420: NDArray[np.uint8]) -> I420:
+        """Views of the planes of one ``(height * 3 / 2, width)`` array (OpenCV's layout)."""
+        rows = i420.shape[0] if i420.ndim == 2 else 0
+        width = i420.shape[1] if i420.ndim == 2 else 0
+        height = rows * 2 // 3
+        if (
+            i420.dtype != np.uint8
+            or rows % 3
+            or height & 1
+            or width & 1
+            or not i420.flags.c_contiguous
+        ):
+            raise ShapeError(
+                "an I420 array must be a contiguous (height * 3 / 2, width) uint8 array with "
+                f"even height and width, got shape {i420.shape} and dtype {i420.dtype}"
+            )
+        # The chroma planes follow the luma plane in memory, each a quarter of its size
+        # (they need not start on a whole row of the array).
+        flat = i420.reshape(-1)
+        luma, chroma = height * width, height * width // 4
+        u = flat[luma : luma + chroma].reshape(height // 2, width // 2)
+        v = flat[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2)
+        return cls(i420[:height], u, v)
+
+    def to_array(self) -> NDArray[np.uint8]:
+        """A contiguous copy in OpenCV's one-array layout."""
+        out = np.empty((self.height * 3 // 2, self.width), np.uint8)
+        target = I420.from_array(out)
+        target.y[...] = self.y
+        target.u[...] = self.u
+        target.v[...] = self.v
+        return out
+
+    def writable_copy(self) -> I420:
+        """A copy to draw into, made by ``allocate`` when there is one (one copy of each plane)."""
+        if self.allocate is not None:
+            blank = self.allocate(self.width, self.height)
+        else:
+            blank = I420.from_array(np.empty((self.height * 3 // 2, self.width), np.uint8))
+        blank.y[...] = self.y
+        blank.u[...] = self.u
+        blank.v[...] = self.v
+        return blank
+
+    def read_only(self) -> I420:
+        """The same picture with read-only plane views."""
+        if not any(p.flags.writeable for p in (self.y, self.u, self.v)):
+            return self
+        return I420(
+            _read_only(self.y), _read_only(self.u), _read_only(self.v), self.owner, self.allocate
         )
-    return i420  # type: ignore[return-value]
 
 
 def _read_only(array: NDArray[np.uint8]) -> NDArray[np.uint8]:
@@ -113,12 +174,12 @@ class Frame:
         if image is not None:
             image = _read_only(check_image(image, "Frame.image"))
         if i420 is not None:
-            i420 = _read_only(check_i420(i420, "Frame.i420"))
+            i420 = i420.read_only()
         set_(self, "_image", image)
         set_(self, "_i420", i420)
         if image is not None and i420 is not None:
             w, h = image.shape[1], image.shape[0]
-            if (i420.shape[1], i420.shape[0] * 2 // 3) != (w, h):
+            if (i420.width, i420.height) != (w, h):
                 raise ShapeError(f"Frame.i420 is not {w}x{h} like Frame.image")
         set_(self, "pts", pts)
         set_(self, "time_base", time_base)
@@ -146,7 +207,8 @@ class Frame:
             import cv2
 
             assert self._i420 is not None
-            bgr = np.asarray(cv2.cvtColor(self._i420, cv2.COLOR_YUV2BGR_I420), dtype=np.uint8)
+            planes = self._i420.to_array()
+            bgr = np.asarray(cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420), dtype=np.uint8)
             object.__setattr__(self, "_image", _read_only(bgr))
             assert self._image is not None
         return self._image
@@ -162,14 +224,14 @@ class Frame:
         if self._image is not None:
             return int(self._image.shape[1])
         assert self._i420 is not None
-        return int(self._i420.shape[1])
+        return self._i420.width
 
     @property
     def height(self) -> int:
         if self._image is not None:
             return int(self._image.shape[0])
         assert self._i420 is not None
-        return int(self._i420.shape[0]) * 2 // 3
+        return self._i420.height
 
     @property
     def time(self) -> float | None:

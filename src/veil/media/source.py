@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 
 from veil.core.errors import MediaDecodeError, MediaError, MediaNotFoundError, UsageError
 from veil.core.frame import Frame, check_image
+from veil.media.planes import i420_view
 
 DEFAULT_SEQUENCE_FPS = Fraction(25)
 """Frame rate given to image sequences, which carry no timing of their own."""
@@ -232,7 +233,7 @@ class VideoSource:
             self.report.corrupt_frames += 1
         time_base = Fraction(video_frame.time_base or self.time_base)
         if keep_i420 and is_plain_i420(video_frame):
-            planes = np.ascontiguousarray(video_frame.to_ndarray(), dtype=np.uint8)
+            planes = i420_view(video_frame)  # no copy: the decoder's own picture, read-only
             return Frame(None, video_frame.pts, time_base, index, corrupt=corrupt, i420=planes)
         image = check_image(to_bgr(video_frame), "decoded frame")
         return Frame(image, video_frame.pts, time_base, index, corrupt=corrupt)

@@ -13,6 +13,7 @@ without converting it to BGR and back (see :class:`veil.core.frame.Frame`).
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final, Protocol
@@ -21,7 +22,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from veil.core.frame import I420, Frame, Image, i420_planes
+from veil.core.frame import I420, Frame, Image
 from veil.core.plan import MaskLayer, MaskPlan
 from veil.core.region import BBox, BoolMask
 from veil.core.style import Style, StyleKind
@@ -169,8 +170,14 @@ def mosaic_plane(plane: Plane, area: PlaneArea, cell: int) -> None:
     """Pixelation: each cell of the grid becomes its mean (one flat value)."""
     grid = area.grid
     means = _cell_means(plane, grid, cell)
-    big = cv2.resize(means, (grid.width, grid.height), interpolation=cv2.INTER_NEAREST)
-    _draw(plane, area, np.asarray(big, dtype=np.uint8))
+    if means.ndim == 2:
+        # One channel: repeating each mean over its cell is 3x faster than a resize.
+        big = means.repeat(cell, axis=0).repeat(cell, axis=1)
+    else:
+        # Three channels: the other way round.
+        size = (grid.width, grid.height)
+        big = np.asarray(cv2.resize(means, size, interpolation=cv2.INTER_NEAREST), np.uint8)
+    _draw(plane, area, big)
 
 
 def blur_plane(plane: Plane, area: PlaneArea, radius: int) -> None:
@@ -239,6 +246,7 @@ def _size(plane: Plane) -> tuple[int, int]:
 # --------------------------------------------------------------------------- 4:2:0 pictures
 
 
+@functools.cache
 def i420_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
     """The Y, U, V values a flat patch of ``bgr`` has after the sink's own conversion."""
     patch = np.empty((2, 2, 3), np.uint8)
@@ -316,9 +324,9 @@ class I420Renderer:
         return all(_i420_style(layer.style) for layer in plan.layers)
 
     def render(self, i420: I420, plan: MaskPlan) -> I420:
-        """A new I420 array with ``plan`` drawn into a copy of ``i420``."""
-        canvas: I420 = i420.copy()
-        y, u, v = i420_planes(canvas)
+        """A new picture with ``plan`` drawn into a copy of ``i420``."""
+        canvas = i420.writable_copy()
+        y, u, v = canvas.y, canvas.u, canvas.v
         for layer in plan.layers:
             if layer.bbox.empty:
                 continue

@@ -1,0 +1,54 @@
+"""4:2:0 pictures that live in PyAV frames: read without copying, drawn into, encoded.
+
+The decoder's frames are viewed in place (:func:`i420_view`): a frame no mask touches goes
+from the decoder to the encoder without one copy, and a masked one is copied once, into a
+new PyAV frame (:func:`new_i420`), drawn into there and handed to the encoder as it is
+(:func:`to_video_frame`). At 1080p each avoided copy of a picture saves about 0.25 ms of a
+12 ms frame budget: memory traffic also slows x264's threads working beside it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from av.video.frame import VideoFrame
+from av.video.plane import VideoPlane
+
+from veil.core.frame import I420, Plane
+
+
+def _plane_view(plane: VideoPlane, rows: int, columns: int) -> Plane:
+    """The plane's pixels as a (rows, columns) view; rows may be padded in memory."""
+    flat = np.frombuffer(memoryview(plane), np.uint8, count=rows * plane.line_size)
+    return flat.reshape(rows, plane.line_size)[:, :columns]
+
+
+def _views(frame: VideoFrame) -> tuple[Plane, Plane, Plane]:
+    w, h = frame.width, frame.height
+    y, u, v = frame.planes
+    return _plane_view(y, h, w), _plane_view(u, h // 2, w // 2), _plane_view(v, h // 2, w // 2)
+
+
+def i420_view(frame: VideoFrame) -> I420:
+    """Read-only views of a ``yuv420p`` frame's planes (the frame is kept alive with them)."""
+    y, u, v = _views(frame)
+    return I420(y, u, v, owner=frame, allocate=new_i420).read_only()
+
+
+def new_i420(width: int, height: int) -> I420:
+    """A blank, writable ``yuv420p`` PyAV frame's planes."""
+    frame = VideoFrame(width, height, "yuv420p")
+    y, u, v = _views(frame)
+    return I420(y, u, v, owner=frame, allocate=new_i420)
+
+
+def to_video_frame(picture: I420) -> VideoFrame:
+    """The PyAV frame holding ``picture``: its own, or a copy when it has none."""
+    owner = picture.owner
+    if isinstance(owner, VideoFrame) and owner.format.name == "yuv420p":
+        return owner
+    target = new_i420(picture.width, picture.height)
+    target.y[...] = picture.y
+    target.u[...] = picture.u
+    target.v[...] = picture.v
+    assert isinstance(target.owner, VideoFrame)
+    return target.owner
