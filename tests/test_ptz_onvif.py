@@ -89,6 +89,11 @@ class CameraState:
     auth_failures: int = 0
 
 
+SCHEDULING_SLACK_S = 0.3
+"""Added to time limits: on a 2-core CI machine running two test workers a thread may wait
+this long for a core; the limits themselves are what the code promises."""
+
+
 def digest_ok(envelope: ET.Element) -> bool:
     token = envelope.find(f".//{WSSE}UsernameToken")
     if token is None:
@@ -277,8 +282,9 @@ def test_camera_going_silent_masks_the_whole_frame(camera: FakeCamera) -> None:
         camera.stop()
         stopped = time.monotonic()
         stale = wait_for(cam, lambda r: r.moving is None, timeout=2.0)
-        # within the stale limit (plus a poll's timeout and interval at most)
-        assert time.monotonic() - stopped <= 0.3 + 0.5 + 0.1
+        # within the stale limit (plus a poll's timeout and interval at most, and room for
+        # a loaded CI machine's scheduling)
+        assert time.monotonic() - stopped <= 0.3 + 0.5 + 0.1 + SCHEDULING_SLACK_S
         assert stale.timestamp < stopped
         assert isinstance(cam.last_error, OnvifConnectionError)
         plan = planner.plan(frame())
@@ -290,10 +296,10 @@ def test_a_hanging_camera_goes_stale_before_its_request_times_out(camera: FakeCa
     with client(camera, stale_after_s=0.2, timeout_s=1.5) as cam:
         good = wait_for(cam, lambda r: r.moving is False)
         camera.state.mode = "hang"
-        stale = wait_for(cam, lambda r: r.moving is None, timeout=1.0)
+        stale = wait_for(cam, lambda r: r.moving is None, timeout=1.0 + SCHEDULING_SLACK_S)
         # no poll has failed yet (the request is still waiting): the age alone made it stale
         assert cam.last_error is None
-        assert time.monotonic() - good.timestamp <= 0.2 + 1.0
+        assert time.monotonic() - good.timestamp <= 0.2 + 1.0 + SCHEDULING_SLACK_S
         assert stale.timestamp >= good.timestamp
         assert stale.state == good.state
         camera.release.set()
