@@ -110,6 +110,11 @@ ENCODINGS: dict[str, _Encoding] = {
 
 SEQUENCE_EXTENSIONS = (".png",)
 
+_SMPTE170M = 6
+"""AVColorSpace: the BT.601 matrix (as BT470BG); what Veil's 4:2:0 and 4:4:4 pictures use."""
+_LIMITED_RANGE = 1
+"""AVColorRange: MPEG / TV range (16-235)."""
+
 
 class VideoSink(ABC):
     """Where masked frames go. Use :func:`open_sink`; call :meth:`close` to finish.
@@ -310,6 +315,12 @@ class FileSink(VideoSink):
         odd = like.width % 2 or like.height % 2
         # 4:2:0 needs even sizes; 4:4:4 keeps odd ones at some cost in compatibility.
         stream.pix_fmt = "yuv444p" if odd and encoding.pix_fmt == "yuv420p" else encoding.pix_fmt
+        if stream.pix_fmt.startswith("yuv"):
+            # Say which matrix the pictures were converted with (BT.601, limited range, as
+            # OpenCV and swscale do by default): untagged HD video is shown as BT.709 by
+            # most players, which would shift every colour of an exported recording.
+            stream.codec_context.colorspace = _SMPTE170M
+            stream.codec_context.color_range = _LIMITED_RANGE
         # The input's time base, so every pts is copied exactly.
         self.time_base = like.time_base
         stream.codec_context.time_base = like.time_base
