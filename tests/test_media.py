@@ -20,6 +20,7 @@ from conftest import (
     CLIP_W,
     Clip,
     decode_all,
+    ffprobe,
     garble_packet,
     probe_frame_times,
     probe_streams,
@@ -399,3 +400,18 @@ def test_audio_is_dropped_unless_kept(
     if keep:
         assert streams[1]["codec_name"] == "aac"
         assert int(streams[1]["nb_read_frames"]) > 10
+
+
+@pytest.mark.parametrize("style", ["4:2:0 planes", "BGR"])
+def test_mp4_output_says_which_colour_matrix_it_uses(
+    clip_mp4: Clip, tmp_path: Path, style: str
+) -> None:
+    """BT.601 limited range, tagged: players would take untagged HD video for BT.709."""
+    out = tmp_path / "out.mp4"
+    with open_source(clip_mp4.path) as source, open_sink(out, source) as sink:
+        for frame in source.read(keep_i420=style == "4:2:0 planes"):
+            assert isinstance(frame, Frame)
+            sink.write(frame)
+    stream = ffprobe(out, "-show_entries", "stream=color_space,color_range")["streams"][0]
+    assert stream["color_space"] == "smpte170m"
+    assert stream["color_range"] == "tv"
