@@ -11,11 +11,13 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 
-from conftest import Clip
+from conftest import Clip, clip_frames, ffprobe
 from veil.config.schema import MaskConfig
 from veil.core.errors import ShapeError
 from veil.core.frame import I420, Frame
@@ -224,3 +226,68 @@ def test_frames_stay_4_2_0_only_when_nothing_reads_pixels_and_the_output_is_4_2_
         for frame in result.frames():
             inside = frame.image[int(0.15 * H) : int(0.35 * H), int(0.15 * W) : int(0.35 * W)]
             assert inside.max() <= 20
+
+
+# --- BT.709 inputs (most HD cameras tag their video so) -------------------------------------
+
+
+def _write_bt709_clip(path: Path, frames: list[NDArray[np.uint8]]) -> None:
+    """H.264 in the BT.709 matrix, tagged so, as an HD camera writes it."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        stream.codec_context.colorspace = 1  # BT.709
+        stream.codec_context.color_range = 1  # limited
+        stream.options = {"crf": "12", "threads": "1"}
+        for index, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(
+                format="yuv420p", dst_colorspace="itu709", dst_color_range=1
+            )
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+@pytest.fixture(scope="module")
+def bt709_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("bt709") / "hd.mp4"
+    _write_bt709_clip(path, clip_frames(count=10))
+    return path
+
+
+def test_a_bt709_frame_converts_as_the_decoder_would(bt709_clip: Path) -> None:
+    with open_source(bt709_clip) as eager:
+        assert eager.bt709
+        want = [f.image for f in eager.frames()]
+    with open_source(bt709_clip) as lazy:
+        kept = [f for f in lazy.read(keep_i420=True) if isinstance(f, Frame)]
+    assert all(f.i420 is not None and f.i420.bt709 for f in kept)
+    for frame, image in zip(kept, want, strict=True):
+        assert np.array_equal(frame.image, image)
+
+
+@pytest.mark.parametrize("cell", [8, 7])  # 7: odd cells are drawn in BGR, then converted back
+def test_bt709_inputs_pass_through_in_their_own_matrix(
+    bt709_clip: Path, tmp_path: Path, cell: int
+) -> None:
+    fill = MaskConfig(name="f", rect=(0.1, 0.1, 0.3, 0.3), color="#20c040")
+    mosaic = MaskConfig(name="m", rect=(0.6, 0.5, 0.3, 0.4), style="mosaic", cell_size=cell)
+    out = tmp_path / "out.mp4"
+    recorder = _Recorder(reads_pixels=False)
+    with open_source(bt709_clip) as source, open_sink(out, source) as sink:
+        MaskingPipeline([StaticPlanner([fill, mosaic]), recorder]).run(source, sink)
+    assert all(recorder.kept)
+    stream = ffprobe(out, "-show_entries", "stream=color_space,color_range")["streams"][0]
+    assert (stream["color_space"], stream["color_range"]) == ("bt709", "tv")
+    with open_source(bt709_clip) as a, open_source(out) as b:
+        pairs = list(zip(a.frames(), b.frames(), strict=True))
+    outside = np.ones((H, W), np.bool_)
+    outside[int(0.08 * H) : int(0.42 * H), int(0.08 * W) : int(0.42 * W)] = False
+    outside[int(0.48 * H) :, int(0.58 * W) :] = False
+    for before, after in pairs:
+        inside = after.image[int(0.12 * H) : int(0.38 * H), int(0.12 * W) : int(0.38 * W)]
+        assert np.abs(inside.astype(int) - np.array([0x40, 0xC0, 0x20])).max() <= 4
+        diff = np.abs(before.image.astype(int) - after.image.astype(int))[outside]
+        # Passed through: only H.264's loss. Through BGR (odd cells): also swscale's BT.709
+        # conversion, which darkens by about 2 levels (veil.media.source.to_bgr).
+        assert diff.mean() < (2.0 if cell % 2 == 0 else 3.5)

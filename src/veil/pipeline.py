@@ -133,6 +133,8 @@ class MaskingPipeline:
         # Frames stay in the decoder's 4:2:0 planes when nothing looks at their pixels
         # and the output encodes 4:2:0: no conversion to BGR and back (see Frame).
         keep_i420 = sink.takes_i420 and not any(reads_pixels(p) for p in self._planners)
+        if keep_i420 and source.bt709:
+            sink.encode_as_bt709()  # the planes pass through in their own matrix
         reader = source.read(with_audio=sink.wants_audio, keep_i420=keep_i420)
         start = time.perf_counter()
         failed_before = self.failed_closed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,12 +34,15 @@ Plane = NDArray[np.uint8]
 @dataclass(frozen=True, slots=True, eq=False)
 class I420:
     """A 4:2:0 picture as its three planes: Y ``(height, width)``, U and V ``(height / 2,
-    width / 2)``, limited-range BT.601 (FFmpeg's ``yuv420p``, OpenCV's ``I420``), even sides.
+    width / 2)``, limited range (FFmpeg's ``yuv420p``, OpenCV's ``I420``), even sides, in the
+    BT.601 matrix or, when ``bt709``, the BT.709 one (most HD cameras tag theirs so).
 
     The planes may be views of memory that ``owner`` holds: a PyAV frame the decoder made
     (so a frame that no mask touches goes to the encoder without a single copy), or one
     that ``allocate`` made to draw into. ``allocate(width, height)`` makes a blank writable
     picture of the same kind; without it, :meth:`writable_copy` uses numpy arrays.
+    ``convert`` turns a BT.709 picture into BGR (OpenCV only knows BT.601); the media layer
+    gives it, so that this module needs no FFmpeg.
     """
 
     y: Plane
@@ -46,6 +50,8 @@ class I420:
     v: Plane
     owner: object = None
     allocate: Callable[[int, int], I420] | None = None
+    bt709: bool = False
+    convert: Callable[[I420], NDArray[np.uint8]] | None = None
 
     def __post_init__(self) -> None:
         h, w = self.y.shape if self.y.ndim == 2 else (1, 1)
@@ -109,14 +115,26 @@ class I420:
         blank.y[...] = self.y
         blank.u[...] = self.u
         blank.v[...] = self.v
-        return blank
+        return dataclasses.replace(blank, bt709=self.bt709, convert=self.convert)
+
+    def to_bgr(self) -> NDArray[np.uint8]:
+        """The picture as BGR, in its own matrix."""
+        if self.bt709:
+            if self.convert is None:
+                raise ShapeError("a BT.709 picture needs a converter to BGR (see I420.convert)")
+            return self.convert(self)
+        # Imported here: veil.core needs OpenCV only for pictures made from 4:2:0 planes.
+        import cv2
+
+        bgr = cv2.cvtColor(self.to_array(), cv2.COLOR_YUV2BGR_I420)
+        return np.asarray(bgr, dtype=np.uint8)
 
     def read_only(self) -> I420:
         """The same picture with read-only plane views."""
         if not any(p.flags.writeable for p in (self.y, self.u, self.v)):
             return self
-        return I420(
-            _read_only(self.y), _read_only(self.u), _read_only(self.v), self.owner, self.allocate
+        return dataclasses.replace(
+            self, y=_read_only(self.y), u=_read_only(self.u), v=_read_only(self.v)
         )
 
 
@@ -202,14 +220,8 @@ class Frame:
     def image(self) -> Image:
         """The picture, BGR (converted from the I420 planes on first use, then kept)."""
         if self._image is None:
-            # Imported here: veil.core must not depend on OpenCV at import time for
-            # frames that are BGR from the start.
-            import cv2
-
             assert self._i420 is not None
-            planes = self._i420.to_array()
-            bgr = np.asarray(cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420), dtype=np.uint8)
-            object.__setattr__(self, "_image", _read_only(bgr))
+            object.__setattr__(self, "_image", _read_only(self._i420.to_bgr()))
             assert self._image is not None
         return self._image
 

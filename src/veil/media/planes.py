@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from av.video.frame import VideoFrame
 from av.video.plane import VideoPlane
+from numpy.typing import NDArray
 
 from veil.core.frame import I420, Plane
 
@@ -28,10 +29,35 @@ def _views(frame: VideoFrame) -> tuple[Plane, Plane, Plane]:
     return _plane_view(y, h, w), _plane_view(u, h // 2, w // 2), _plane_view(v, h // 2, w // 2)
 
 
-def i420_view(frame: VideoFrame) -> I420:
-    """Read-only views of a ``yuv420p`` frame's planes (the frame is kept alive with them)."""
+_BT709 = 1
+"""AVColorSpace BT709."""
+_LIMITED_RANGE = 1
+"""AVColorRange MPEG (16-235)."""
+
+
+def i420_view(frame: VideoFrame, bt709: bool = False) -> I420:
+    """Read-only views of a ``yuv420p`` frame's planes (the frame is kept alive with them).
+    ``bt709``: the frame's matrix is BT.709, not BT.601."""
     y, u, v = _views(frame)
-    return I420(y, u, v, owner=frame, allocate=new_i420).read_only()
+    convert = bt709_to_bgr if bt709 else None
+    picture = I420(y, u, v, owner=frame, allocate=new_i420, bt709=bt709, convert=convert)
+    return picture.read_only()
+
+
+def bt709_to_bgr(picture: I420) -> NDArray[np.uint8]:
+    """A BT.709 limited-range picture as BGR, through swscale (OpenCV knows BT.601 only)."""
+    frame = to_video_frame(picture)
+    # Tag the frame with what its pixels are (a frame Veil drew into carries no tags), so
+    # swscale uses the right matrix.
+    frame.colorspace = _BT709
+    frame.color_range = _LIMITED_RANGE
+    return np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
+
+
+def bgr_to_bt709(image: NDArray[np.uint8]) -> VideoFrame:
+    """A BGR picture as a BT.709 limited-range ``yuv420p`` PyAV frame, through swscale."""
+    frame = VideoFrame.from_ndarray(image, format="bgr24")
+    return frame.reformat(format="yuv420p", dst_colorspace="itu709", dst_color_range=_LIMITED_RANGE)
 
 
 def new_i420(width: int, height: int) -> I420:
@@ -46,6 +72,10 @@ def to_video_frame(picture: I420) -> VideoFrame:
     owner = picture.owner
     if isinstance(owner, VideoFrame) and owner.format.name == "yuv420p":
         return owner
+    return _copy_into_new(picture)
+
+
+def _copy_into_new(picture: I420) -> VideoFrame:
     target = new_i420(picture.width, picture.height)
     target.y[...] = picture.y
     target.u[...] = picture.u

@@ -50,7 +50,7 @@ from av.video.stream import VideoStream
 
 from veil.core.errors import OutputError, UsageError
 from veil.core.frame import I420, Frame, Image
-from veil.media.planes import to_video_frame
+from veil.media.planes import bgr_to_bt709, to_video_frame
 from veil.media.source import AudioChunk, is_image_sequence
 
 
@@ -114,6 +114,8 @@ _SMPTE170M = 6
 """AVColorSpace: the BT.601 matrix (as BT470BG); what Veil's 4:2:0 and 4:4:4 pictures use."""
 _LIMITED_RANGE = 1
 """AVColorRange: MPEG / TV range (16-235)."""
+_BT709 = 1
+"""AVColorSpace: the BT.709 matrix (:meth:`FileSink.encode_as_bt709`)."""
 
 
 class VideoSink(ABC):
@@ -141,6 +143,10 @@ class VideoSink(ABC):
         """True when the sink encodes 4:2:0 and takes frames' I420 planes as they are
         (:attr:`Frame.i420`); the pipeline then asks the source to keep them."""
         return False
+
+    def encode_as_bt709(self) -> None:  # noqa: B027 - optional, no-op default
+        """Before the first frame: write 4:2:0 in the BT.709 matrix, as the input's planes
+        are, so they pass through unconverted (BGR frames are converted to match)."""
 
     @property
     @abstractmethod
@@ -300,6 +306,7 @@ class FileSink(VideoSink):
         self._count = 0
         self._last_pts: int | None = None
         self._done = False
+        self._bt709 = False
         self._tmp = _create_temp_file(path)
         with _aborting_on_failure(self, (av.error.FFmpegError,), _setup_error(path)):
             self._container: OutputContainer = av.open(
@@ -363,11 +370,20 @@ class FileSink(VideoSink):
     def takes_i420(self) -> bool:
         return self._video.pix_fmt == "yuv420p"
 
+    def encode_as_bt709(self) -> None:
+        if self._count:
+            raise UsageError(f"{self.path}: the colour matrix is chosen before the first frame")
+        if self.takes_i420:
+            self._bt709 = True
+            self._video.codec_context.colorspace = _BT709
+
     def write(self, frame: Frame) -> None:
         i420 = frame.i420
-        if i420 is not None and self._video.pix_fmt == "yuv420p":
+        if i420 is not None and self.takes_i420 and i420.bt709 == self._bt709:
             # Decoded as 4:2:0 and masked in its planes: straight to the encoder.
             video_frame = to_video_frame(i420)
+        elif self._bt709:
+            video_frame = bgr_to_bt709(frame.image)
         else:
             video_frame = from_bgr(frame.image, self._video.pix_fmt)
         video_frame.pts = self._next_pts(frame)

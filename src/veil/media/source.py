@@ -135,6 +135,8 @@ class VideoSource:
         self.height: int = ctx.height
         self.time_base: Fraction = stream.time_base or Fraction(1, 90000)
         self.fps: Fraction = _frame_rate(stream)
+        self.bt709: bool = ctx.colorspace == _BT709 and ctx.color_range != _FULL_RANGE
+        """The stream says its pictures use the BT.709 matrix (most HD cameras)."""
         self.frame_count: int | None = stream.frames or None
         """Frames in the input when the container says, else None (streams, some files)."""
         self.is_live: bool = uri.split("://", 1)[0].lower() in _LIVE_SCHEMES
@@ -232,8 +234,9 @@ class VideoSource:
         if corrupt:
             self.report.corrupt_frames += 1
         time_base = Fraction(video_frame.time_base or self.time_base)
-        if keep_i420 and is_plain_i420(video_frame):
-            planes = i420_view(video_frame)  # no copy: the decoder's own picture, read-only
+        if keep_i420 and (matrix := i420_matrix(video_frame)) is not None:
+            # No copy: the decoder's own picture, read-only.
+            planes = i420_view(video_frame, bt709=matrix == "bt709")
             return Frame(None, video_frame.pts, time_base, index, corrupt=corrupt, i420=planes)
         image = check_image(to_bgr(video_frame), "decoded frame")
         return Frame(image, video_frame.pts, time_base, index, corrupt=corrupt)
@@ -263,17 +266,31 @@ _BT601_OR_UNSPECIFIED = frozenset({2, 5, 6})
 """AVColorSpace values OpenCV's YUV<->BGR matrix fits: unspecified, BT470BG, SMPTE170M."""
 _FULL_RANGE = 2
 """AVCOL_RANGE_JPEG."""
+_BT709 = 1
+"""AVCOL_SPC_BT709."""
 
 
 def is_plain_i420(video_frame: VideoFrame) -> bool:
     """True for limited-range BT.601 (or untagged) 8-bit 4:2:0 with even sides: what
-    encoders write unless told otherwise, and what Veil's 4:2:0 outputs take as is."""
-    return (
-        video_frame.format.name == "yuv420p"
-        and not (video_frame.width | video_frame.height) & 1
-        and video_frame.colorspace in _BT601_OR_UNSPECIFIED
-        and video_frame.color_range != _FULL_RANGE
-    )
+    encoders write unless told otherwise, and what OpenCV converts exactly."""
+    return i420_matrix(video_frame) == "bt601"
+
+
+def i420_matrix(video_frame: VideoFrame) -> str | None:
+    """``"bt601"`` or ``"bt709"`` for limited-range 8-bit 4:2:0 with even sides in that
+    matrix (untagged counts as BT.601); None for anything else (full range, 4:2:2, 10-bit,
+    odd sides, other matrices), which is converted to BGR."""
+    if (
+        video_frame.format.name != "yuv420p"
+        or (video_frame.width | video_frame.height) & 1
+        or video_frame.color_range == _FULL_RANGE
+    ):
+        return None
+    if video_frame.colorspace in _BT601_OR_UNSPECIFIED:
+        return "bt601"
+    if video_frame.colorspace == _BT709:
+        return "bt709"
+    return None
 
 
 def to_bgr(video_frame: VideoFrame) -> NDArray[np.uint8]:

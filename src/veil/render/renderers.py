@@ -247,12 +247,21 @@ def _size(plane: Plane) -> tuple[int, int]:
 
 
 @functools.cache
-def i420_color(bgr: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The Y, U, V values a flat patch of ``bgr`` has after the sink's own conversion."""
-    patch = np.empty((2, 2, 3), np.uint8)
-    patch[...] = bgr
-    planes = np.asarray(cv2.cvtColor(patch, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8).ravel()
-    return int(planes[0]), int(planes[4]), int(planes[5])
+def i420_color(bgr: tuple[int, int, int], bt709: bool = False) -> tuple[int, int, int]:
+    """The Y, U, V values (limited range) of a flat patch of ``bgr``: BT.601 as the sink's
+    own conversion gives them, or BT.709."""
+    if not bt709:
+        patch = np.empty((2, 2, 3), np.uint8)
+        patch[...] = bgr
+        planes = np.asarray(cv2.cvtColor(patch, cv2.COLOR_BGR2YUV_I420), dtype=np.uint8).ravel()
+        return int(planes[0]), int(planes[4]), int(planes[5])
+    b, g, r = (c / 255.0 for c in bgr)
+    luma = 0.2126 * r + 0.7152 * g + 0.0722 * b  # ITU-R BT.709
+    y = 16 + 219 * luma
+    u = 128 + 224 * (b - luma) / 1.8556
+    v = 128 + 224 * (r - luma) / 1.5748
+    y8, u8, v8 = (int(np.clip(round(c), 0, 255)) for c in (y, u, v))
+    return y8, u8, v8
 
 
 class _I420Areas:
@@ -344,7 +353,7 @@ class I420Renderer:
                 blur_plane(u, chroma, style.blur_radius // 2)
                 blur_plane(v, chroma, style.blur_radius // 2)
             else:
-                yv, uv, vv = i420_color(style.color)
+                yv, uv, vv = i420_color(style.color, i420.bt709)
                 fill_plane(y, luma, (yv,), self._solids)
                 fill_plane(u, chroma, (uv,), self._solids)
                 fill_plane(v, chroma, (vv,), self._solids)
