@@ -283,6 +283,93 @@ def test_unknown_tracks_are_refused_naming_them(ready: Ready) -> None:
     assert style.json()["detail"].startswith("query.style")
 
 
+MAGENTA = np.array([255, 0, 255])
+
+
+def region_preview(ready: Ready, frame: int, **selection: Any) -> np.ndarray[Any, Any]:
+    """A preview asked for with a whole selection (POST), as a BGR image."""
+    body = {"frame": frame, "color": "#ff00ff", **selection}
+    reply = ready.client.post(f"{ready.url}/preview.jpg", json=body)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["cache-control"] == "no-store"
+    image = cv2.imdecode(np.frombuffer(reply.content, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return np.asarray(image[:, :, ::-1], np.int32)  # RGB
+
+
+def magenta(image: np.ndarray[Any, Any], x0: int, y0: int, x1: int, y1: int) -> float:
+    """The share of the box's pixels that are the mask's magenta."""
+    patch = image[y0:y1, x0:x1]
+    return float((np.abs(patch - MAGENTA).max(axis=2) < 40).mean())
+
+
+def test_manual_regions_are_masked_at_and_between_keyframes(ready: Ready) -> None:
+    region = {
+        "name": "plate",
+        "keyframes": [
+            {"frame": 10, "box": [20, 20, 60, 60]},
+            {"frame": 30, "box": [220, 160, 300, 220]},
+        ],
+    }
+    for mode in ("mask-selected", "mask-all-except"):
+        kept = [persons(ready)[0]["id"]] if mode == "mask-all-except" else []
+        at_key = region_preview(ready, 10, mode=mode, tracks=kept, regions=[region])
+        assert magenta(at_key, 23, 23, 57, 57) > 0.95, mode
+    plain = region_preview(ready, 10)
+    assert magenta(plain, 23, 23, 57, 57) < 0.05
+    at_key = region_preview(ready, 10, regions=[region])
+    assert magenta(at_key, 23, 23, 57, 57) > 0.95
+    assert magenta(at_key, 65, 65, 100, 100) < 0.05, "only the box"
+    # Halfway between the keyframes: halfway between the boxes (120, 90, 180, 140).
+    between = region_preview(ready, 20, regions=[region])
+    assert magenta(between, 123, 93, 177, 137) > 0.95
+    assert magenta(between, 23, 23, 57, 57) < 0.05, "moved away from the first keyframe"
+    assert magenta(between, 223, 163, 297, 217) < 0.05, "not yet at the second"
+    last = region_preview(ready, 30, regions=[region])
+    assert magenta(last, 223, 163, 297, 217) > 0.95
+    # Present from the first keyframe to the last only.
+    for outside in (9, 31):
+        image = region_preview(ready, outside, regions=[region])
+        assert magenta(image, 23, 23, 57, 57) < 0.05
+        assert magenta(image, 223, 163, 297, 217) < 0.05
+
+
+def test_bad_merges_splits_regions_and_trims_are_refused_naming_them(ready: Ready) -> None:
+    track = persons(ready)[0]
+    tid = track["id"]
+    bad: list[tuple[dict[str, Any], str]] = [
+        ({"merges": [[tid, 999]]}, "the analysis does not have: 999"),
+        ({"merges": [[tid]]}, "merges.0"),
+        ({"splits": [{"track": 998, "frame": 5}]}, "the analysis does not have: 998"),
+        (
+            {"splits": [{"track": tid, "frame": track["last_frame"] + 1}]},
+            f"the split of track {tid} at frame {track['last_frame'] + 1} is outside",
+        ),
+        ({"tracks": [f"{tid}c"]}, f"does not have: {tid}c"),
+        (
+            {"tracks": [f"{tid}c"], "splits": [{"track": tid, "frame": track["last_frame"]}]},
+            f"does not have: {tid}c",
+        ),
+        ({"start_frame": 20, "end_frame": 10}, "the end frame 10 is before the start frame 20"),
+        ({"start_frame": CLIP_FRAMES + 5}, "trim selects no frames"),
+        (
+            {"regions": [{"keyframes": [{"frame": 3, "box": [50, 50, 40, 60]}]}]},
+            "must have x1 > x0",
+        ),
+        ({"regions": [{"keyframes": [{"frame": 3}]}]}, "exactly one of 'box' or 'polygon'"),
+        (
+            {"regions": [{"name": "late", "keyframes": [{"frame": 99, "box": [1, 1, 9, 9]}]}]},
+            "region 'late' has a keyframe at frame 99",
+        ),
+        ({"regions": [{"keyframes": []}]}, "regions.0.keyframes"),
+    ]
+    for selection, words in bad:
+        for url, extra in (("selection", {}), ("preview.jpg", {}), ("exports", {"reason": "x"})):
+            reply = ready.client.post(f"{ready.url}/{url}", json={**selection, **extra})
+            assert reply.status_code == 422, (url, selection, reply.text)
+            assert words in reply.json()["detail"], (url, reply.json())
+
+
 def test_an_export_needs_a_reason(ready: Ready) -> None:
     exports = audit_count(ready.rl.gateway, "export")
     for reason, words in (("", "reason"), ("   ", "needs a reason")):
@@ -351,6 +438,52 @@ def test_export_is_signed_verified_and_audited(ready: Ready, tmp_path: Path) -> 
     assert again.status_code == 201, again.text
     assert again.json()["number"] == done["number"] + 1
     assert ready.client.get(f"{ready.url}/exports/99/verify").status_code == 404
+
+
+def test_merges_splits_and_trims_are_resolved_and_exported(ready: Ready, tmp_path: Path) -> None:
+    one, two = persons(ready)[:2]
+    root = min(one["id"], two["id"])
+    first = min(one["first_frame"], two["first_frame"])
+    last = max(one["last_frame"], two["last_frame"])
+    cut = (first + last + 1) // 2
+    body: dict[str, Any] = {
+        "mode": "mask-selected",
+        "tracks": [f"{root}b"],
+        "merges": [[one["id"], two["id"]]],
+        "splits": [{"track": root, "frame": cut}],
+        "regions": [{"name": "plate", "keyframes": [{"frame": 8, "box": [10, 10, 50, 40]}]}],
+        "start_frame": 5,
+        "end_frame": 30,
+    }
+    info = ready.client.post(f"{ready.url}/selection", json=body)
+    assert info.status_code == 200, info.text
+    data = info.json()
+    refs = {t["ref"]: t for t in data["tracks"]}
+    assert str(one["id"]) not in refs
+    assert str(two["id"]) not in refs
+    a, b = refs[f"{root}a"], refs[f"{root}b"]
+    assert a["sources"] == b["sources"] == sorted([one["id"], two["id"]])
+    assert a["last_frame"] < cut <= b["first_frame"]
+    assert b["chosen"]
+    assert not a["chosen"]
+    assert (data["first_frame"], data["last_frame"]) == (5, 30)
+    assert data["regions"] == [
+        {"name": "plate", "first_frame": 8, "last_frame": 8, "keyframes": [8]}
+    ]
+    reply = ready.client.post(f"{ready.url}/exports", json={**body, "reason": "case 19"})
+    assert reply.status_code == 201, reply.text
+    done = reply.json()
+    assert done["frames"] == 26
+    assert (done["first_frame"], done["last_frame"]) == (5, 30)
+    assert done["regions"] == ["plate"]
+    assert done["tracks"] == [f"{root}b"]
+    manifest = ready.client.get(done["manifest_url"]).json()
+    assert manifest["settings"]["merges"] == [[one["id"], two["id"]]]
+    assert manifest["settings"]["splits"] == [{"track": root, "frame": cut}]
+    assert manifest["settings"]["trim"] == [5, 30]
+    assert [r["name"] for r in manifest["regions"]] == ["plate"]
+    assert [t["track"] for t in manifest["tracks"]] == [f"{root}b"]
+    assert ready.client.get(done["verify_url"]).json()["ok"] is True
 
 
 def test_a_deleted_job_takes_its_plaintext_with_it(ready: Ready) -> None:

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from conftest import need_shared
-from test_redact_gateway import CLIP_FRAMES, MODELS, SETTINGS, seal_clip
+from test_redact_gateway import CLIP_FRAMES, CLIP_H, CLIP_W, MODELS, SETTINGS, seal_clip
 from test_web_ui import WebGateway, page_as, web_gateway
 from veil.redact.manifest import verify_export
 from veil.server.redact_jobs import RedactJobs
@@ -118,6 +118,116 @@ def test_investigator_redacts_an_original_and_exports_it(
         page.click(f'#redact-jobs tr[data-job="{job_id}"] button.danger')
         page.wait_for_selector(f'#redact-jobs tr[data-job="{job_id}"]', state="detached")
     assert not folder.exists()
+
+
+def draw(page: Page, box: tuple[int, int, int, int]) -> None:
+    """Drag a rectangle on the preview canvas, given in the video's pixels."""
+    bounds = page.locator("#redact-preview").bounding_box()
+    assert bounds is not None
+    sx, sy = bounds["width"] / CLIP_W, bounds["height"] / CLIP_H
+    x0, y0, x1, y1 = box
+    page.mouse.move(bounds["x"] + x0 * sx, bounds["y"] + y0 * sy)
+    page.mouse.down()
+    page.mouse.move(bounds["x"] + (x0 + x1) / 2 * sx, bounds["y"] + (y0 + y1) / 2 * sy)
+    page.mouse.move(bounds["x"] + x1 * sx, bounds["y"] + y1 * sy)
+    page.mouse.up()
+
+
+def go_to_frame(page: Page, frame: int) -> None:
+    page.locator("#redact-frame").fill(str(frame))
+    page.wait_for_selector(f'#redact-preview[data-frame="{frame}"]')
+
+
+def test_trim_regions_merge_and_split_reach_the_export(
+    browser: Browser, web: tuple[WebGateway, str]
+) -> None:
+    gw, original = web
+    client = gw.login("investigator1")
+    body = {"camera_id": "cam", "name": original, "reason": "case 21"}
+    reply = client.post("/api/redact/jobs", json=body)
+    assert reply.status_code == 202, reply.text
+    job_id = reply.json()["id"]
+    with page_as(browser, gw, "investigator1") as page:
+        page.goto(page.url.split("#")[0] + f"#/redact/{job_id}")
+        page.wait_for_selector("#redact-tracks li.track", timeout=60_000)
+        page.wait_for_selector("#redact-preview[data-previews]")
+        timeline = page.locator("#redact-timeline")
+
+        # Trim: from frame 10 to frame 30, shown on the timeline; cleared, then set again.
+        go_to_frame(page, 30)
+        page.click("#redact-trim-end")
+        go_to_frame(page, 10)
+        page.click("#redact-trim-start")
+        expect(timeline).to_have_attribute("data-trim-start", "10")
+        expect(timeline).to_have_attribute("data-trim-end", "30")
+        expect(timeline).to_have_class("redact-timeline trimmed")
+        expect(page.locator("#redact-trim-label")).to_contain_text("frames 10–30")
+        page.click("#redact-trim-clear")
+        expect(timeline).to_have_attribute("data-trim-end", str(CLIP_FRAMES - 1))
+        page.click("#redact-trim-start")
+        go_to_frame(page, 30)
+        page.click("#redact-trim-end")
+        page.wait_for_selector('#redact-preview[data-trim="10-30"]')
+
+        # A region: a rectangle at frame 10, another at frame 30 moves it (one region).
+        go_to_frame(page, 10)
+        draw(page, (20, 20, 80, 70))
+        region = page.locator("#redact-regions li.region")
+        expect(region).to_have_count(1)
+        expect(region).to_have_attribute("data-keyframes", "10")
+        go_to_frame(page, 30)
+        draw(page, (200, 150, 280, 220))
+        expect(region).to_have_attribute("data-keyframes", "10,30")
+        expect(region).to_have_attribute("data-name", "region-1")
+        expect(page.locator("#redact-keys .redact-key")).to_have_count(2)
+        page.wait_for_selector('#redact-preview[data-regions="1"]')
+        # A second region, then deleted.
+        page.click("#redact-region-new")
+        draw(page, (100, 100, 140, 140))
+        expect(page.locator("#redact-regions li.region")).to_have_count(2)
+        page.locator('#redact-regions li.region[data-name="region-2"] .region-delete').click()
+        expect(page.locator("#redact-regions li.region")).to_have_count(1)
+
+        # Merge two person tracks, then split the merged track at frame 20.
+        people = page.locator("#redact-tracks li.track[data-kind=person]")
+        refs = sorted(int(people.nth(i).get_attribute("data-track") or "") for i in range(2))
+        for ref in refs:
+            page.locator(f'#redact-tracks li.track[data-track="{ref}"] .track-toggle').click()
+        page.click("#redact-merge")
+        merged = page.locator(f'#redact-tracks li.track[data-track="{refs[0]}"]')
+        expect(merged).to_contain_text(f"merged {refs[0]}+{refs[1]}")
+        expect(merged).to_have_class("track selected")
+        expect(page.locator(f'#redact-tracks li[data-track="{refs[1]}"]')).to_have_count(0)
+        go_to_frame(page, 20)
+        merged.locator("button.split").click()
+        for part in ("a", "b"):
+            item = page.locator(f'#redact-tracks li.track[data-track="{refs[0]}{part}"]')
+            expect(item).to_have_class("track selected")
+        expect(page.locator("#redact-edits li")).to_have_count(2)
+
+        page.fill("#redact-export-reason", "request 2026-118")
+        page.click("#redact-export")
+        link = page.wait_for_selector("#redact-exports a.export-manifest", timeout=60_000)
+        assert link is not None
+        page.wait_for_selector("#redact-exports .verify.ok")
+        expect(page.locator("#redact-exports li").first).to_contain_text("region(s) region-1")
+        manifest_url = link.get_attribute("href")
+        assert manifest_url is not None
+
+    data = client.get(manifest_url).json()
+    assert data["settings"]["trim"] == [10, 30]
+    assert data["output"]["frames"] == 21
+    assert data["settings"]["merges"] == [refs]
+    assert data["settings"]["splits"] == [{"track": refs[0], "frame": 20}]
+    (region_entry,) = data["regions"]
+    assert region_entry["name"] == "region-1"
+    assert region_entry["frames"] == [[10, 30]]
+    assert [k["frame"] for k in region_entry["keyframes"]] == [10, 30]
+    first = region_entry["keyframes"][0]["points"]
+    assert abs(first[0][0] - 20) <= 2
+    assert abs(first[2][1] - 70) <= 2
+    assert {t["track"] for t in data["tracks"]} <= {f"{refs[0]}a", f"{refs[0]}b"}
+    assert client.delete(f"/api/redact/jobs/{job_id}").status_code == 200
 
 
 def test_a_viewer_is_not_offered_the_redact_page(

@@ -151,11 +151,17 @@ class ExportRecord:
     exported_by: str
     exported_at: str
     audit_seq: int | None
+    regions: tuple[str, ...] = ()
+    """The names of the manual regions masked."""
+    first_frame: int | None = None
+    """The first frame exported (the trim's start; None in records made before trims)."""
+    last_frame: int | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExportRecord:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         known["tracks"] = tuple(str(t) for t in known.get("tracks", ()))
+        known["regions"] = tuple(str(r) for r in known.get("regions", ()))
         return cls(**known)
 
 
@@ -589,16 +595,25 @@ class RedactJobs:
     def resolve(self, job: RedactJob, selection: Selection) -> tuple[Analysis, ResolvedSelection]:
         """The selection checked against the job's analysis; unknown tracks are named."""
         analysis = job.analysis()
+        ids = ", ".join(str(i) for i in analysis.track_ids[:40])
+        more = ", ..." if len(analysis.track_ids) > 40 else ""
+        hint = f"this job's tracks are {ids or 'none'}{more} (GET /api/redact/jobs/{job.id}/tracks)"
         try:
-            return analysis, resolve(selection, analysis)
+            resolved = resolve(selection, analysis)
         except SelectionError as error:
-            ids = ", ".join(str(i) for i in analysis.track_ids[:40])
-            more = ", ..." if len(analysis.track_ids) > 40 else ""
-            raise JobInputError(
-                error.message,
-                hint=f"this job's tracks are {ids or 'none'}{more} "
-                f"(GET /api/redact/jobs/{job.id}/tracks)",
-            ) from None
+            # Unknown tracks: this job's (the library's hint names the command line's tool).
+            cli = not error.hint or "veil redact" in error.hint
+            raise JobInputError(error.message, hint=hint if cli else error.hint) from None
+        _check_splits(resolved)
+        _check_regions(resolved, analysis.video.frame_count)
+        return analysis, resolved
+
+    def check(
+        self, principal: Principal, job_id: str, selection: Selection
+    ) -> tuple[Analysis, ResolvedSelection]:
+        """The selection resolved against the job's analysis (merges and splits applied):
+        what the page lists as tracks; JobInputError (422) naming what is wrong."""
+        return self.resolve(self.get(principal, job_id), selection)
 
     def thumbnail(self, principal: Principal, job_id: str, track_id: int) -> bytes:
         """A track's thumbnail (JPEG)."""
@@ -689,6 +704,9 @@ class RedactJobs:
                 exported_by=str(manifest.get("exported_by", principal.label)),
                 exported_at=str(manifest.get("exported_at", "")),
                 audit_seq=result.audit_seq,
+                regions=tuple(r.name for r in resolved.regions),
+                first_frame=resolved.first_frame,
+                last_frame=resolved.last_frame,
             )
             job.add_export(entry)
             job.save()
@@ -732,6 +750,37 @@ class RedactJobs:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _check_splits(resolved: ResolvedSelection) -> None:
+    """Each split cuts its track inside its frames: both parts have frames."""
+    for split in resolved.selection.splits:
+        parts = [t for t in resolved.tracks if split.track in t.sources and len(t.track)]
+        first = min((t.track.first_frame for t in parts), default=-1)
+        last = max((t.track.last_frame for t in parts), default=-1)
+        if not first < split.frame <= last:
+            raise JobInputError(
+                f"the split of track {split.track} at frame {split.frame} is outside the "
+                f"track (frames {first} to {last}): one part would be empty",
+                hint=f"split track {split.track} at a frame from {first + 1} to {last}",
+            )
+    empty = [t.ref for t in resolved.tracks if not len(t.track)]
+    if empty:
+        raise JobInputError(
+            f"the splits leave part(s) {', '.join(empty)} without frames",
+            hint="give each split of a track a different frame inside the track",
+        )
+
+
+def _check_regions(resolved: ResolvedSelection, frame_count: int) -> None:
+    """Each region's keyframes lie inside the video."""
+    for region in resolved.regions:
+        if region.last_frame >= frame_count:
+            raise JobInputError(
+                f"region {region.name!r} has a keyframe at frame {region.last_frame}, outside "
+                f"the video",
+                hint=f"give keyframes from frame 0 to {frame_count - 1}",
+            )
 
 
 def _may_see(principal: Principal, job: RedactJob) -> bool:

@@ -10,7 +10,16 @@ written to the audit log. The job bookkeeping is :class:`veil.server.redact_jobs
     GET    /api/redact/jobs/{id}/tracks             id, kind, first and last frame, thumbnail
     GET    /api/redact/jobs/{id}/tracks/{t}/thumbnail.jpg
     GET    /api/redact/jobs/{id}/preview.jpg?frame=..&mode=..&tracks=3,7&style=..
-    POST   /api/redact/jobs/{id}/exports            {mode, tracks, style, color, margin, reason}
+    POST   /api/redact/jobs/{id}/preview.jpg        {frame, labels, ...a selection}
+    POST   /api/redact/jobs/{id}/selection          a selection -> its tracks after merges and
+                                                    splits, its regions and trimmed frames
+    POST   /api/redact/jobs/{id}/exports            {...a selection, reason}
+
+A selection (:class:`SelectionRequest`) is ``veil redact``'s selection file as JSON: mode,
+tracks (ids, or split parts such as "4b"), merges ([[3, 9]]), splits ([{track, frame}]),
+manual regions with keyframes (boxes or polygons, interpolated between keyframes, masked in
+both modes), a trim (start_frame / end_frame, inclusive), style, colour and margin. A bad one
+is refused with 422 naming the problem (an unknown track, a split outside its track...).
     GET    /api/redact/jobs/{id}/exports/{n}/video.mp4 | manifest.json | manifest.html
     GET    /api/redact/jobs/{id}/exports/{n}/verify
 
@@ -32,7 +41,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from veil.core.style import StyleKind
 from veil.redact.selection import Mode, Selection, parse_selection
@@ -111,6 +120,9 @@ class ExportInfo(_Model):
     exported_by: str
     exported_at: str
     audit_seq: int | None
+    regions: list[str] = Field(description="The manual regions masked, by name.")
+    first_frame: int | None = Field(description="The first frame exported (the trim).")
+    last_frame: int | None
     video_url: str
     manifest_url: str
     manifest_html_url: str
@@ -149,8 +161,36 @@ class TrackInfo(_Model):
     thumbnail_url: str | None
 
 
+class SplitRequest(_Model):
+    track: int = Field(ge=0, le=2**62, description="The track cut in two (a merged one too).")
+    frame: int = Field(
+        ge=1, le=10_000_000, description="The first frame of the second part ('4b')."
+    )
+
+
+class KeyframeRequest(_Model):
+    frame: int = Field(ge=0, le=10_000_000, description="0-based frame index.")
+    box: tuple[float, float, float, float] | None = Field(
+        default=None, description="x0, y0, x1, y1 (pixels, or 0..1 with units 'normalised')."
+    )
+    polygon: list[tuple[float, float]] | None = Field(
+        default=None, min_length=3, max_length=64, description="The points (x, y)."
+    )
+
+
+class RegionRequest(_Model):
+    name: str = Field(default="", max_length=100, description="Default: region-<n>.")
+    units: Literal["pixels", "normalised"] = "pixels"
+    keyframes: list[KeyframeRequest] = Field(
+        min_length=1,
+        max_length=10_000,
+        description="Its shape at some frames; present from the first keyframe to the last, "
+        "moving linearly between them.",
+    )
+
+
 class SelectionRequest(_Model):
-    """What to redact (a subset of ``veil redact``'s selection file)."""
+    """What to redact (``veil redact``'s selection file, as JSON)."""
 
     mode: Mode = Field(
         default=Mode.MASK_SELECTED,
@@ -161,14 +201,70 @@ class SelectionRequest(_Model):
     style: StyleKind = StyleKind.FILL
     color: str = Field(default="black", max_length=32)
     margin: str = Field(default="medium", max_length=16, description="small, medium, large...")
+    merges: list[Annotated[list[int], Field(min_length=2, max_length=1000)]] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Groups of track ids that are one object: each acts as one track, named by "
+        "its smallest id.",
+    )
+    splits: list[SplitRequest] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Tracks that are two objects: parts named <id>a, <id>b... in frame order.",
+    )
+    regions: list[RegionRequest] = Field(
+        default_factory=list, max_length=200, description="Manual masks (in both modes)."
+    )
     start_frame: int | None = Field(default=None, ge=0, description="Trim: the first frame.")
     end_frame: int | None = Field(default=None, ge=0, description="Trim: the last frame.")
+
+    @model_validator(mode="after")
+    def _trim_in_order(self) -> SelectionRequest:
+        if (
+            self.start_frame is not None
+            and self.end_frame is not None
+            and self.end_frame < self.start_frame
+        ):
+            raise ValueError(
+                f"trim: the end frame {self.end_frame} is before the start frame {self.start_frame}"
+            )
+        return self
+
+
+class PreviewRequest(SelectionRequest):
+    frame: int = Field(default=0, ge=0, le=10_000_000, description="0-based frame index.")
+    labels: bool = Field(default=False, description="Outline every track with its ref.")
 
 
 class ExportRequest(SelectionRequest):
     reason: str = Field(
         min_length=1, max_length=500, description="Why it is exported; in the manifest, audited."
     )
+
+
+class ResolvedTrackInfo(_Model):
+    ref: str = Field(description="The ref a selection uses: '3', or a split part '4b'.")
+    kind: str
+    first_frame: int
+    last_frame: int
+    frames: int = Field(description="Frames it has a box in.")
+    sources: list[int] = Field(description="The analysis tracks it is made of (merges).")
+    chosen: bool = Field(description="Masked (mask-selected) or kept (mask-all-except).")
+    thumbnail_url: str | None = Field(description="The thumbnail of its first source.")
+
+
+class ResolvedRegionInfo(_Model):
+    name: str
+    first_frame: int
+    last_frame: int
+    keyframes: list[int]
+
+
+class SelectionInfo(_Model):
+    tracks: list[ResolvedTrackInfo]
+    regions: list[ResolvedRegionInfo]
+    first_frame: int = Field(description="The first frame exported (after the trim).")
+    last_frame: int
 
 
 class VerifyInfo(_Model):
@@ -193,6 +289,12 @@ def _selection(body: SelectionRequest, reason: str = "") -> Selection:
         "margin": body.margin,
         "reason": reason,
     }
+    if body.merges:
+        data["merges"] = body.merges
+    if body.splits:
+        data["splits"] = [s.model_dump() for s in body.splits]
+    if body.regions:
+        data["regions"] = [r.model_dump(exclude_none=True) for r in body.regions]
     if body.start_frame is not None or body.end_frame is not None:
         data["trim"] = {"start_frame": body.start_frame, "end_frame": body.end_frame}
     # A SelectionError (422) names each bad field.
@@ -217,6 +319,9 @@ def _export_info(job_id: str, e: ExportRecord) -> ExportInfo:
         exported_by=e.exported_by,
         exported_at=e.exported_at,
         audit_seq=e.audit_seq,
+        regions=list(e.regions),
+        first_frame=e.first_frame,
+        last_frame=e.last_frame,
         video_url=f"{base}/video.mp4",
         manifest_url=f"{base}/manifest.json",
         manifest_html_url=f"{base}/manifest.html",
@@ -345,6 +450,68 @@ def preview(
     body = SelectionRequest(mode=mode, tracks=refs, style=style, color=color, margin=margin)
     jpeg = _jobs(request).preview(caller.principal, job_id, _selection(body), frame, labels=labels)
     return Response(jpeg, media_type="image/jpeg", headers=_NO_STORE)
+
+
+@router.post(
+    "/jobs/{job_id}/preview.jpg",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def preview_selection(
+    request: Request, job_id: JobId, caller: Exporter, body: PreviewRequest
+) -> Response:
+    """One frame with a whole selection applied (merges, splits, regions), as JPEG (never
+    cached)."""
+    jobs = _jobs(request)
+    jpeg = jobs.preview(caller.principal, job_id, _selection(body), body.frame, labels=body.labels)
+    return Response(jpeg, media_type="image/jpeg", headers=_NO_STORE)
+
+
+@router.post("/jobs/{job_id}/selection", response_model=SelectionInfo)
+def check_selection(
+    request: Request, job_id: JobId, caller: Exporter, body: SelectionRequest
+) -> SelectionInfo:
+    """Check a selection against the job's analysis: its tracks after merges and splits
+    (with the refs to choose them by), its regions and the frames a trim keeps; 422 naming
+    what is wrong."""
+    jobs = _jobs(request)
+    job = jobs.get(caller.principal, job_id)
+    analysis, resolved = jobs.check(caller.principal, job_id, _selection(body))
+    tracks = [
+        ResolvedTrackInfo(
+            ref=t.ref,
+            kind=t.track.kind.value,
+            first_frame=t.track.first_frame,
+            last_frame=t.track.last_frame,
+            frames=len(t.track),
+            sources=list(t.sources),
+            chosen=t.ref in resolved.chosen,
+            thumbnail_url=next(
+                (
+                    f"{_base(job.id)}/tracks/{s}/thumbnail.jpg"
+                    for s in t.sources
+                    if s in analysis.thumbnails
+                ),
+                None,
+            ),
+        )
+        for t in resolved.tracks
+    ]
+    regions = [
+        ResolvedRegionInfo(
+            name=r.name,
+            first_frame=r.first_frame,
+            last_frame=r.last_frame,
+            keyframes=[f for f, _ in r.keyframes],
+        )
+        for r in resolved.regions
+    ]
+    return SelectionInfo(
+        tracks=tracks,
+        regions=regions,
+        first_frame=resolved.first_frame,
+        last_frame=resolved.last_frame,
+    )
 
 
 @router.post("/jobs/{job_id}/exports", response_model=ExportInfo, status_code=201)

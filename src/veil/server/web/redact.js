@@ -5,7 +5,14 @@
 //   #/redact/<job>  the analysis' progress, then: a frame slider with the redacted preview of
 //                   the current frame, the tracks with their thumbnails and time spans (click
 //                   one to select it), the mode, style and reason, and Export: an MP4 and its
-//                   signed manifest, checked by the gateway.
+//                   signed manifest, checked by the gateway. Also: a trim (set start / end
+//                   from the slider's frame), merges of selected tracks, a split of a track
+//                   at the current frame (parts <id>a, <id>b), and manual regions drawn as
+//                   rectangles on the preview, one keyframe per frame drawn at.
+//
+// All of it is one selection request (SelectionRequest in redact_routes.py, the selection
+// file of `veil redact` as JSON), sent alike to the preview, to POST .../selection (the
+// tracks after merges and splits) and to the export.
 //
 // Pictures (previews, thumbnails) are fetched and drawn on canvases, as the mask editor does:
 // the page's Content-Security-Policy allows images from the gateway only, and no blob: URLs.
@@ -252,8 +259,27 @@ async function viewJob(main, jobId) {
 function buildEditor(main, job, tracks, base) {
   const frames = job.frames_total;
   const fps = job.fps || 25;
-  const chosen = new Set(); // the refs of the selected tracks
   const seconds = (frame) => (frame / fps).toFixed(1);
+  const frameNow = () => Number(slider.value);
+
+  // -- what is chosen: the request's fields (SelectionRequest in redact_routes.py)
+  const chosen = new Set(); // the refs of the selected tracks ("3", or a split part "4b")
+  const merges = []; // [[3, 9], ...]: one object, named by the smallest id
+  const splits = []; // [{track, frame}]: parts <id>a before the frame, <id>b from it
+  const regions = []; // [{name, keyframes: [{frame, box: [x0, y0, x1, y1]}]}], in pixels
+  let current = -1; // the region a drawn rectangle adds a keyframe to (-1: a new one)
+  let regionNumber = 0;
+  const trim = { start: null, end: null }; // inclusive frames, null: the video's own end
+  // The tracks after merges and splits, as the server resolved them (POST .../selection).
+  let resolved = tracks.map((t) => ({
+    ref: String(t.id),
+    kind: t.kind,
+    first_frame: t.first_frame,
+    last_frame: t.last_frame,
+    sources: [t.id],
+    thumbnail_url: t.thumbnail_url,
+  }));
+  const bestFrame = new Map(tracks.map((t) => [t.id, t.best_frame]));
 
   // -- the preview and its frame slider
   const canvas = h("canvas", {
@@ -261,6 +287,7 @@ function buildEditor(main, job, tracks, base) {
     class: "redact-preview",
     width: job.width,
     height: job.height,
+    title: "Drag a rectangle to add a keyframe of a manual region at this frame",
   });
   const ctx = canvas.getContext("2d");
   const slider = h("input", {
@@ -273,10 +300,29 @@ function buildEditor(main, job, tracks, base) {
   });
   const frameLabel = h("span", { id: "redact-frame-label", class: "muted" });
   const step = (delta) => {
-    slider.value = String(Math.min(frames - 1, Math.max(0, Number(slider.value) + delta)));
+    slider.value = String(Math.min(frames - 1, Math.max(0, frameNow() + delta)));
     frameChanged();
   };
-  const timeline = h("div", { class: "redact-timeline" }, slider);
+  const trimBand = h("div", { class: "redact-trim-band", id: "redact-trim-band" });
+  const keyMarks = h("div", { class: "redact-keys", id: "redact-keys" });
+  const timeline = h(
+    "div",
+    { class: "redact-timeline", id: "redact-timeline" },
+    trimBand,
+    keyMarks,
+    slider,
+  );
+  const trimLabel = h("span", { id: "redact-trim-label", class: "muted" });
+  const trimClear = h(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      id: "redact-trim-clear",
+      onclick: () => setTrim(null, null),
+    },
+    "Clear trim",
+  );
 
   // -- the choices
   const mode = select("mode", MODES.map(([v]) => v), "mask-selected", { id: "redact-mode" });
@@ -300,9 +346,32 @@ function buildEditor(main, job, tracks, base) {
   const exportError = h("p", { class: "error", id: "redact-export-error", hidden: true });
   const exportsList = h("ul", { id: "redact-exports", class: "redact-exports" });
 
-  // -- the tracks
+  // -- the manual regions
+  const regionList = h("ul", { id: "redact-regions", class: "redact-regions" });
+  const newRegion = h(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      id: "redact-region-new",
+      onclick: () => {
+        current = -1;
+        renderRegions();
+        drawPreview();
+      },
+    },
+    "New region",
+  );
+
+  // -- the tracks, merges and splits
   const list = h("ul", { id: "redact-tracks", class: "redact-tracks" });
-  for (const track of tracks) list.append(trackItem(track));
+  const mergeButton = h(
+    "button",
+    { type: "button", class: "secondary", id: "redact-merge", onclick: mergeChosen },
+    "Merge the selected tracks",
+  );
+  const edits = h("ul", { id: "redact-edits", class: "redact-edits" });
+  const tracksError = h("p", { class: "error", id: "redact-tracks-error", hidden: true });
 
   main.append(
     h(
@@ -322,6 +391,33 @@ function buildEditor(main, job, tracks, base) {
           h("span", { class: "spacer" }),
           h("label", { class: "check" }, labels, "Outline the tracks"),
         ),
+        h(
+          "div",
+          { class: "row" },
+          h(
+            "button",
+            {
+              type: "button",
+              class: "secondary",
+              id: "redact-trim-start",
+              // A start after the end (or an end before the start) clears the other.
+              onclick: () => setTrim(frameNow(), trim.end < frameNow() ? null : trim.end),
+            },
+            "Set start",
+          ),
+          h(
+            "button",
+            {
+              type: "button",
+              class: "secondary",
+              id: "redact-trim-end",
+              onclick: () => setTrim(trim.start > frameNow() ? null : trim.start, frameNow()),
+            },
+            "Set end",
+          ),
+          trimClear,
+          trimLabel,
+        ),
       ),
       h(
         "section",
@@ -336,6 +432,16 @@ function buildEditor(main, job, tracks, base) {
           h("label", {}, "Margin", margin),
         ),
         summary,
+        h("h3", {}, "Manual regions"),
+        h(
+          "p",
+          { class: "muted" },
+          "Drag a rectangle on the picture: a keyframe of the chosen region at this frame " +
+            "(or of a new region). Between keyframes the region moves linearly; it is masked " +
+            "in both modes from its first keyframe to its last.",
+        ),
+        regionList,
+        h("div", { class: "buttons" }, newRegion),
         h("label", {}, "Reason for the export (in the signed manifest and the audit log)", reason),
         exportError,
         h("div", { class: "buttons" }, exportButton),
@@ -346,15 +452,48 @@ function buildEditor(main, job, tracks, base) {
     h(
       "section",
       { class: "card" },
-      h("h2", {}, `Tracks (${tracks.length})`),
+      h("h2", { id: "redact-tracks-title" }),
       h(
         "p",
         { class: "muted" },
-        "Click a track or its picture to select it; “Show” moves the preview to its best view.",
+        "Click a track or its picture to select it; “Show” moves the preview to its best view; " +
+          "“Split” cuts the track under the timeline's cursor in two at the current frame. " +
+          "Select two or more tracks of one object and merge them.",
       ),
+      h("div", { class: "buttons" }, mergeButton),
+      edits,
+      tracksError,
       list,
     ),
   );
+
+  // -- the tracks ------------------------------------------------------------------------------
+
+  function renderTracks() {
+    const title = main.querySelector("#redact-tracks-title");
+    title.textContent = `Tracks (${resolved.length})`;
+    list.replaceChildren(...resolved.map(trackItem));
+    updateMergeButton();
+    edits.replaceChildren(
+      ...merges.map((group, i) =>
+        h(
+          "li",
+          { dataset: { merge: group.join(",") } },
+          `Tracks ${group.join(", ")} merged (as ${Math.min(...group)}) `,
+          h("button", { type: "button", class: "secondary", onclick: () => unmerge(i) }, "Undo"),
+        ),
+      ),
+      ...splits.map((s, i) =>
+        h(
+          "li",
+          { dataset: { split: `${s.track}@${s.frame}` } },
+          `Track ${s.track} split at frame ${s.frame} `,
+          h("button", { type: "button", class: "secondary", onclick: () => unsplit(i) }, "Undo"),
+        ),
+      ),
+    );
+    updateSplitButtons();
+  }
 
   function trackItem(track) {
     const thumb = h("canvas", { class: "thumb", width: 48, height: 64 });
@@ -363,15 +502,30 @@ function buildEditor(main, job, tracks, base) {
     const bar = h("span", { class: "span-bar" });
     bar.style.left = `${(first / frames) * 100}%`;
     bar.style.width = `${Math.max(0.5, ((last - first + 1) / frames) * 100)}%`;
+    const on = chosen.has(track.ref);
+    const merged = track.sources.length > 1 ? ` (merged ${track.sources.join("+")})` : "";
+    const splitButton = h(
+      "button",
+      {
+        type: "button",
+        class: "secondary split",
+        title: "Cut this track in two at the current frame",
+        onclick: () => splitAt(track),
+      },
+      "Split",
+    );
     const item = h(
       "li",
-      { class: "track", dataset: { track: String(track.id), kind: track.kind } },
+      {
+        class: on ? "track selected" : "track",
+        dataset: { track: track.ref, kind: track.kind, first: String(first), last: String(last) },
+      },
       h(
         "button",
         {
           type: "button",
           class: "track-toggle",
-          "aria-pressed": "false",
+          "aria-pressed": String(on),
           title: "Select or unselect this track",
           onclick: () => toggle(track, item),
         },
@@ -379,7 +533,7 @@ function buildEditor(main, job, tracks, base) {
         h(
           "span",
           { class: "track-text" },
-          h("b", {}, `#${track.id} ${track.kind}`),
+          h("b", {}, `#${track.ref} ${track.kind}${merged}`),
           h(
             "span",
             { class: "muted" },
@@ -389,54 +543,347 @@ function buildEditor(main, job, tracks, base) {
         ),
       ),
       h(
-        "button",
-        {
-          type: "button",
-          class: "secondary show",
-          onclick: () => {
-            slider.value = String(track.best_frame >= 0 ? track.best_frame : first);
-            frameChanged();
+        "span",
+        { class: "track-actions" },
+        h(
+          "button",
+          {
+            type: "button",
+            class: "secondary show",
+            onclick: () => {
+              const best = bestFrame.get(track.sources[0]);
+              const inside = best !== undefined && best >= first && best <= last;
+              slider.value = String(inside ? best : first);
+              frameChanged();
+            },
           },
-        },
-        "Show",
+          "Show",
+        ),
+        splitButton,
       ),
     );
     if (track.thumbnail_url) drawThumbnail(thumb, track.thumbnail_url);
     return item;
   }
 
+  // Merged: two or more whole tracks (not split parts) of one kind.
+  function updateMergeButton() {
+    const items = resolved.filter((t) => chosen.has(t.ref));
+    const kinds = new Set(items.map((t) => t.kind));
+    const parts = items.some((t) => !/^\d+$/.test(t.ref));
+    mergeButton.disabled = items.length < 2 || kinds.size > 1 || parts;
+    mergeButton.title = parts
+      ? "A split part cannot be merged: undo the split first"
+      : "Select two or more tracks of one kind";
+  }
+
+  function updateSplitButtons() {
+    const f = frameNow();
+    for (const item of list.children) {
+      const button = item.querySelector("button.split");
+      const inside = Number(item.dataset.first) < f && f <= Number(item.dataset.last);
+      button.disabled = !inside;
+      button.textContent = inside ? `Split at ${f}` : "Split";
+    }
+  }
+
   function toggle(track, item) {
-    const ref = String(track.id);
+    const ref = track.ref;
     if (chosen.has(ref)) chosen.delete(ref);
     else chosen.add(ref);
     const on = chosen.has(ref);
     item.classList.toggle("selected", on);
     item.querySelector(".track-toggle").setAttribute("aria-pressed", String(on));
+    updateMergeButton();
     choicesChanged();
   }
 
+  // Merges and splits change the tracks: the server resolves them (and refuses bad ones),
+  // the list is rebuilt and the selected tracks follow their new refs.
+  async function restructure(change, undo) {
+    tracksError.hidden = true;
+    change();
+    const info = await attempt(() => post(`${base}/selection`, selection()), tracksError);
+    if (!info) {
+      undo();
+      return;
+    }
+    const before = resolved;
+    resolved = info.tracks;
+    const refs = new Set(resolved.map((t) => t.ref));
+    for (const ref of [...chosen]) {
+      if (refs.has(ref)) continue;
+      chosen.delete(ref);
+      const old = before.find((t) => t.ref === ref);
+      const sources = new Set(old ? old.sources : []);
+      for (const t of resolved) {
+        if (t.sources.some((s) => sources.has(s))) chosen.add(t.ref);
+      }
+    }
+    renderTracks();
+    choicesChanged();
+  }
+
+  function mergeChosen() {
+    const ids = resolved.filter((t) => chosen.has(t.ref)).map((t) => Number(t.ref));
+    if (ids.length < 2) return;
+    restructure(
+      () => merges.push(ids),
+      () => merges.pop(),
+    );
+  }
+
+  function unmerge(i) {
+    const [group] = merges.splice(i, 1);
+    restructure(
+      () => {},
+      () => merges.splice(i, 0, group),
+    );
+  }
+
+  function splitAt(track) {
+    const split = { track: Number.parseInt(track.ref, 10), frame: frameNow() };
+    restructure(
+      () => splits.push(split),
+      () => splits.pop(),
+    );
+  }
+
+  function unsplit(i) {
+    const [split] = splits.splice(i, 1);
+    restructure(
+      () => {},
+      () => splits.splice(i, 0, split),
+    );
+  }
+
+  // -- the trim ----------------------------------------------------------------------------------
+
+  function setTrim(start, end) {
+    trim.start = start;
+    trim.end = end;
+    showTrim();
+    choicesChanged();
+  }
+
+  function showTrim() {
+    const first = trim.start ?? 0;
+    const last = trim.end ?? frames - 1;
+    timeline.dataset.trimStart = String(first);
+    timeline.dataset.trimEnd = String(last);
+    trimBand.style.left = `${(first / frames) * 100}%`;
+    trimBand.style.width = `${((last - first + 1) / frames) * 100}%`;
+    const trimmed = trim.start !== null || trim.end !== null;
+    timeline.classList.toggle("trimmed", trimmed);
+    trimClear.disabled = !trimmed;
+    trimLabel.textContent = trimmed
+      ? `Exported: frames ${first}–${last} (${seconds(first)}–${seconds(last + 1)} s)`
+      : `Exported: all ${frames} frames`;
+  }
+
+  // -- the manual regions ------------------------------------------------------------------------
+
+  function boxAt(region, f) {
+    const keys = region.keyframes;
+    if (!keys.length || f < keys[0].frame || f > keys[keys.length - 1].frame) return null;
+    for (let i = 0; i + 1 < keys.length; i += 1) {
+      const a = keys[i];
+      const b = keys[i + 1];
+      if (a.frame <= f && f <= b.frame) {
+        const t = (f - a.frame) / (b.frame - a.frame);
+        return a.box.map((v, j) => v + (b.box[j] - v) * t);
+      }
+    }
+    return keys[keys.length - 1].box;
+  }
+
+  function addKeyframe(box) {
+    const f = frameNow();
+    if (!regions[current]) {
+      regionNumber += 1;
+      regions.push({ name: `region-${regionNumber}`, keyframes: [] });
+      current = regions.length - 1;
+    }
+    const keys = regions[current].keyframes.filter((k) => k.frame !== f);
+    keys.push({ frame: f, box });
+    keys.sort((a, b) => a.frame - b.frame);
+    regions[current].keyframes = keys;
+    regionsChanged();
+  }
+
+  function regionsChanged() {
+    renderRegions();
+    choicesChanged();
+  }
+
+  function renderRegions() {
+    const f = frameNow();
+    regionList.replaceChildren(
+      ...regions.map((region, i) => {
+        const keys = region.keyframes.map((k) => k.frame);
+        const name = h("input", {
+          class: "region-name",
+          value: region.name,
+          maxlength: 100,
+          "aria-label": "Region name",
+        });
+        name.addEventListener("change", () => {
+          region.name = name.value.trim() || region.name;
+          regionsChanged();
+        });
+        const here = keys.includes(f);
+        return h(
+          "li",
+          {
+            class: i === current ? "region selected" : "region",
+            dataset: { region: String(i), name: region.name, keyframes: keys.join(",") },
+          },
+          name,
+          h(
+            "span",
+            { class: "muted" },
+            ` frames ${keys[0]}–${keys[keys.length - 1]}, keyframes at ${keys.join(", ")} `,
+          ),
+          h(
+            "span",
+            { class: "buttons" },
+            h(
+              "button",
+              {
+                type: "button",
+                class: "secondary region-select",
+                "aria-pressed": String(i === current),
+                onclick: () => {
+                  current = i;
+                  renderRegions();
+                  drawPreview();
+                },
+              },
+              i === current ? "Chosen" : "Choose",
+            ),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "secondary region-key-delete",
+                disabled: !here || keys.length < 2,
+                title: "Remove this region's keyframe at the current frame",
+                onclick: () => {
+                  region.keyframes = region.keyframes.filter((k) => k.frame !== f);
+                  regionsChanged();
+                },
+              },
+              "Remove keyframe here",
+            ),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "danger region-delete",
+                onclick: () => {
+                  regions.splice(i, 1);
+                  if (current === i) current = -1;
+                  else if (current > i) current -= 1;
+                  regionsChanged();
+                },
+              },
+              "Delete",
+            ),
+          ),
+        );
+      }),
+    );
+    if (!regions.length) {
+      regionList.append(h("li", { class: "muted" }, "No manual regions."));
+    }
+    // The chosen region's keyframes, marked on the timeline.
+    const region = regions[current];
+    keyMarks.replaceChildren(
+      ...(region ? region.keyframes : []).map((k) => {
+        const mark = h("span", { class: "redact-key", title: `keyframe at frame ${k.frame}` });
+        mark.style.left = `${((k.frame + 0.5) / frames) * 100}%`;
+        return mark;
+      }),
+    );
+  }
+
+  // Drawing a rectangle: pointer positions in the video's pixels.
+  let drag = null;
+  const pixel = (event) => {
+    const r = canvas.getBoundingClientRect();
+    const x = ((event.clientX - r.left) / r.width) * canvas.width;
+    const y = ((event.clientY - r.top) / r.height) * canvas.height;
+    return [
+      Math.min(canvas.width, Math.max(0, Math.round(x))),
+      Math.min(canvas.height, Math.max(0, Math.round(y))),
+    ];
+  };
+  const dragBox = () => {
+    const [ax, ay] = drag.from;
+    const [bx, by] = drag.to;
+    return [Math.min(ax, bx), Math.min(ay, by), Math.max(ax, bx), Math.max(ay, by)];
+  };
+  canvas.addEventListener("pointerdown", (event) => {
+    if (event.button !== 0) return;
+    event.preventDefault();
+    canvas.setPointerCapture(event.pointerId);
+    drag = { from: pixel(event), to: pixel(event) };
+  });
+  canvas.addEventListener("pointermove", (event) => {
+    if (!drag) return;
+    drag.to = pixel(event);
+    drawPreview();
+  });
+  const endDrag = (event) => {
+    if (!drag) return;
+    drag.to = pixel(event);
+    const box = dragBox();
+    drag = null;
+    if (box[2] - box[0] >= 3 && box[3] - box[1] >= 3) addKeyframe(box);
+    else drawPreview();
+  };
+  canvas.addEventListener("pointerup", endDrag);
+  canvas.addEventListener("pointercancel", () => {
+    drag = null;
+    drawPreview();
+  });
+
+  // -- the request -------------------------------------------------------------------------------
+
   function selection() {
-    return {
+    const sel = {
       mode: mode.value,
       tracks: [...chosen],
       style: style.value,
       color: color.value,
       margin: margin.value,
+      merges,
+      splits,
+      regions: regions.map((r) => ({
+        name: r.name,
+        keyframes: r.keyframes.map((k) => ({ frame: k.frame, box: k.box })),
+      })),
     };
+    if (trim.start !== null) sel.start_frame = trim.start;
+    if (trim.end !== null) sel.end_frame = trim.end;
+    return sel;
   }
 
   function choicesChanged() {
     const n = chosen.size;
+    const r = regions.length ? ` ${regions.length} manual region(s) are masked too.` : "";
     summary.textContent =
-      mode.value === "mask-selected"
+      (mode.value === "mask-selected"
         ? `${n} track(s) selected: they are masked, the rest of the picture stays.`
-        : `${n} track(s) selected: they stay visible, everything else is masked.`;
+        : `${n} track(s) selected: they stay visible, everything else is masked.`) + r;
     schedulePreview();
   }
 
   function frameChanged() {
-    const f = Number(slider.value);
+    const f = frameNow();
     frameLabel.textContent = `Frame ${f} of ${frames} · ${(f / fps).toFixed(2)} s`;
+    updateSplitButtons();
+    renderRegions();
     schedulePreview();
   }
 
@@ -444,11 +891,39 @@ function buildEditor(main, job, tracks, base) {
   let timer = null;
   let running = false;
   let again = false;
+  let picture = null; // the last preview (an ImageBitmap), under the regions' outlines
   function schedulePreview() {
     clearTimeout(timer);
     timer = setTimeout(loadPreview, PREVIEW_DELAY_MS);
   }
-  onLeave(() => clearTimeout(timer));
+  onLeave(() => {
+    clearTimeout(timer);
+    if (picture) picture.close();
+  });
+
+  // The picture, the regions' outlines at this frame (the chosen one solid), and the
+  // rectangle being drawn.
+  function drawPreview() {
+    if (picture) ctx.drawImage(picture, 0, 0, canvas.width, canvas.height);
+    const f = Number(canvas.dataset.frame ?? slider.value);
+    const width = Math.max(1, Math.round(canvas.width / 320));
+    regions.forEach((region, i) => {
+      const box = boxAt(region, f);
+      if (!box) return;
+      ctx.lineWidth = width * (i === current ? 2 : 1);
+      ctx.setLineDash(region.keyframes.some((k) => k.frame === f) ? [] : [6 * width, 4 * width]);
+      ctx.strokeStyle = i === current ? "#ffd400" : "#ffffff";
+      ctx.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
+    });
+    if (drag) {
+      const [x0, y0, x1, y1] = dragBox();
+      ctx.lineWidth = width;
+      ctx.setLineDash([4 * width, 3 * width]);
+      ctx.strokeStyle = "#4da3ff";
+      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    }
+    ctx.setLineDash([]);
+  }
 
   async function loadPreview() {
     if (running) {
@@ -457,23 +932,23 @@ function buildEditor(main, job, tracks, base) {
     }
     running = true;
     const sel = selection();
-    const params = new URLSearchParams({
-      frame: slider.value,
-      mode: sel.mode,
-      tracks: sel.tracks.join(","),
-      style: sel.style,
-      color: sel.color,
-      margin: sel.margin,
-      labels: String(labels.checked),
-    });
+    const frame = slider.value;
     try {
-      const reply = await api("GET", `${base}/preview.jpg?${params}`, undefined, { raw: true });
+      const reply = await api(
+        "POST",
+        `${base}/preview.jpg`,
+        { ...sel, frame: Number(frame), labels: labels.checked },
+        { raw: true },
+      );
       const bitmap = await createImageBitmap(await reply.blob());
-      ctx.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
-      bitmap.close();
-      canvas.dataset.frame = slider.value;
+      if (picture) picture.close();
+      picture = bitmap;
+      canvas.dataset.frame = frame;
+      drawPreview();
       canvas.dataset.tracks = sel.tracks.join(",");
       canvas.dataset.mode = sel.mode;
+      canvas.dataset.regions = String(sel.regions.length);
+      canvas.dataset.trim = `${sel.start_frame ?? ""}-${sel.end_frame ?? ""}`;
       canvas.dataset.previews = String(Number(canvas.dataset.previews || 0) + 1);
     } catch (error) {
       flash(String(error), "error");
@@ -489,12 +964,17 @@ function buildEditor(main, job, tracks, base) {
   // -- exporting
   function showExport(e) {
     const verified = h("span", { class: "muted verify" }, "checking…");
+    const span =
+      e.first_frame !== null && e.first_frame !== undefined
+        ? `frames ${e.first_frame}–${e.last_frame}`
+        : `${e.frames} frames`;
+    const regionText = e.regions && e.regions.length ? `, region(s) ${e.regions.join(", ")}` : "";
     exportsList.prepend(
       h(
         "li",
         { dataset: { export: String(e.number) } },
         h("b", {}, `#${e.number}`),
-        ` ${e.mode}, track(s) ${e.tracks.join(", ") || "none"}, ${e.frames} frames, ` +
+        ` ${e.mode}, track(s) ${e.tracks.join(", ") || "none"}${regionText}, ${span}, ` +
           `by ${e.exported_by}: `,
         h("a", { href: e.video_url, download: e.output, class: "export-video" }, e.output),
         " · ",
@@ -542,6 +1022,9 @@ function buildEditor(main, job, tracks, base) {
   }
   slider.addEventListener("input", frameChanged);
   for (const e of job.exports) showExport(e);
+  renderTracks();
+  renderRegions();
+  showTrim();
   choicesChanged();
   frameChanged();
 }
