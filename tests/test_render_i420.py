@@ -291,3 +291,14 @@ def test_bt709_inputs_pass_through_in_their_own_matrix(
         # Passed through: only H.264's loss. Through BGR (odd cells): also swscale's BT.709
         # conversion, which darkens by about 2 levels (veil.media.source.to_bgr).
         assert diff.mean() < (2.0 if cell % 2 == 0 else 3.5)
+
+
+def test_planes_of_the_wrong_shapes_are_refused() -> None:
+    y = np.zeros((4, 6), np.uint8)
+    good = np.zeros((2, 3), np.uint8)
+    for u, v in ((np.zeros((2, 2), np.uint8), good), (good, np.zeros((1, 3), np.uint8))):
+        with pytest.raises(ShapeError, match="planes"):
+            I420(y, u, v)
+    with pytest.raises(ShapeError, match="even"):
+        I420(np.zeros((5, 6), np.uint8), good, good)
+    assert I420(y, good, good).width == 6

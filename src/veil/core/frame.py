@@ -56,13 +56,12 @@ class I420:
     def __post_init__(self) -> None:
         h, w = self.y.shape if self.y.ndim == 2 else (1, 1)
         planes_ok = all(p.dtype == np.uint8 and p.ndim == 2 for p in (self.y, self.u, self.v))
-        if not planes_ok or h & 1 or w & 1 or self.u.shape != (h // 2, w // 2) != self.v.shape:
+        chroma = (h // 2, w // 2)
+        if not planes_ok or h & 1 or w & 1 or self.u.shape != chroma or self.v.shape != chroma:
             raise ShapeError(
                 "an I420 picture needs uint8 planes Y (H, W), U and V (H/2, W/2) with even H "
                 f"and W, got {self.y.shape}, {self.u.shape}, {self.v.shape}"
             )
-        if self.v.shape != self.u.shape:
-            raise ShapeError(f"the U and V planes differ: {self.u.shape} and {self.v.shape}")
 
     @property
     def width(self) -> int:
