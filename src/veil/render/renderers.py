@@ -45,63 +45,50 @@ class Renderer(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PlaneArea:
-    """Where one layer is drawn in one plane, worked out once per layer and cell size.
+    """Where one layer is drawn in one plane.
 
-    ``grid``: the box the style computes over (for mosaic and blur, the layer's box grown
-    to whole cells of a grid anchored at the plane's origin, so cells stay put when a
-    mask moves; it may reach past the plane's edge). ``target``: the part of ``grid``
-    inside the plane, where the result is drawn. ``coverage``: the layer's coverage placed
-    in ``target`` as the 0/1 uint8 mask OpenCV takes, or None when all of ``target`` is
-    covered.
+    ``box``: the pixels drawn (inside the plane). ``grid``: what the style computes over, with
+    ``box`` inside it (for mosaic and blur, ``box`` grown to whole cells of a grid anchored at
+    the plane's origin, so cells stay put when a mask moves; it may reach past the plane's
+    edge). ``coverage``: the layer's coverage of ``box`` as the 0/1 uint8 mask OpenCV takes
+    (a view, no copy), or None when all of ``box`` is covered.
     """
 
+    box: BBox
     grid: BBox
-    target: BBox
     coverage: NDArray[np.uint8] | None
 
     @classmethod
-    def of(
-        cls, box: BBox, coverage: BoolMask, full: bool, grid: BBox, width: int, height: int
-    ) -> PlaneArea:
-        target = grid.clip(width, height)
-        if full and target == box:
-            return cls(grid, target, None)
-        placed = np.zeros((target.height, target.width), np.uint8)
-        placed[box.y0 - target.y0 : box.y1 - target.y0, box.x0 - target.x0 : box.x1 - target.x0] = (
-            coverage
-        )
-        return cls(grid, target, placed)
+    def of(cls, box: BBox, coverage: BoolMask, full: bool, grid: BBox) -> PlaneArea:
+        return cls(box, grid, None if full else np.ascontiguousarray(coverage).view(np.uint8))
 
 
-def fill_area(box: BBox, coverage: BoolMask, full: bool, width: int, height: int) -> PlaneArea:
-    return PlaneArea.of(box, coverage, full, box, width, height)
+def fill_area(box: BBox, coverage: BoolMask, full: bool) -> PlaneArea:
+    return PlaneArea.of(box, coverage, full, box)
 
 
-def mosaic_area(
-    box: BBox, coverage: BoolMask, full: bool, cell: int, width: int, height: int
-) -> PlaneArea:
-    return PlaneArea.of(box, coverage, full, _cell_grid(box, cell), width, height)
+def mosaic_area(box: BBox, coverage: BoolMask, full: bool, cell: int) -> PlaneArea:
+    return PlaneArea.of(box, coverage, full, _cell_grid(box, cell))
 
 
-def blur_area(
-    box: BBox, coverage: BoolMask, full: bool, radius: int, width: int, height: int
-) -> PlaneArea:
+def blur_area(box: BBox, coverage: BoolMask, full: bool, radius: int) -> PlaneArea:
     # Computed on the cells the box touches only: the smoothing repeats the edge cells
     # rather than reading a ring of cells outside the mask. Reading that ring too cost a
     # third more work (4 % of a 1080p transcode with 8 masks) for a softer edge only.
-    return PlaneArea.of(box, coverage, full, _cell_grid(box, radius), width, height)
+    return PlaneArea.of(box, coverage, full, _cell_grid(box, radius))
 
 
 def _draw(plane: Plane, area: PlaneArea, drawn: Plane) -> None:
-    """``drawn`` (at least ``area.target``'s size, from its top-left corner) into the
-    covered pixels of ``area.target``."""
-    region = plane[area.target.slices()]
-    drawn = drawn[: area.target.height, : area.target.width]
+    """``drawn`` (covering ``area.grid`` from its top-left corner) into the covered pixels
+    of ``area.box``."""
+    box, grid = area.box, area.grid
+    part = drawn[box.y0 - grid.y0 : box.y1 - grid.y0, box.x0 - grid.x0 : box.x1 - grid.x0]
+    region = plane[box.slices()]
     if area.coverage is None:
-        region[...] = drawn
+        region[...] = part
     else:
         # cv2.copyTo writes through the view in place; about 10x numpy's copyto(where=).
-        cv2.copyTo(drawn, area.coverage, region)
+        cv2.copyTo(part, area.coverage, region)
 
 
 class _SolidPictures:
@@ -123,9 +110,9 @@ class _SolidPictures:
 def fill_plane(plane: Plane, area: PlaneArea, value: PlaneValue, solids: _SolidPictures) -> None:
     """Every covered pixel becomes ``value``."""
     if area.coverage is None:
-        plane[area.target.slices()] = value if len(value) > 1 else value[0]
+        plane[area.box.slices()] = value if len(value) > 1 else value[0]
         return
-    _draw(plane, area, solids.get(value, plane.shape)[area.target.slices()])
+    _draw(plane, area, solids.get(value, plane.shape)[area.box.slices()])
 
 
 def _cell_grid(box: BBox, cell: int) -> BBox:
@@ -201,7 +188,7 @@ class FillRenderer:
         self._solids = _SolidPictures()
 
     def render(self, canvas: Image, layer: MaskLayer) -> None:
-        area = fill_area(layer.bbox, layer.coverage, bool(layer.coverage.all()), *_size(canvas))
+        area = fill_area(layer.bbox, layer.coverage, bool(layer.coverage.all()))
         fill_plane(canvas, area, layer.style.color, self._solids)
 
 
@@ -215,9 +202,7 @@ class MosaicRenderer:
     def render(self, canvas: Image, layer: MaskLayer) -> None:
         cell = layer.style.cell_size
         full = bool(layer.coverage.all())
-        mosaic_plane(
-            canvas, mosaic_area(layer.bbox, layer.coverage, full, cell, *_size(canvas)), cell
-        )
+        mosaic_plane(canvas, mosaic_area(layer.bbox, layer.coverage, full, cell), cell)
 
 
 class BlurRenderer:
@@ -232,14 +217,7 @@ class BlurRenderer:
     def render(self, canvas: Image, layer: MaskLayer) -> None:
         radius = layer.style.blur_radius
         full = bool(layer.coverage.all())
-        blur_plane(
-            canvas, blur_area(layer.bbox, layer.coverage, full, radius, *_size(canvas)), radius
-        )
-
-
-def _size(plane: Plane) -> tuple[int, int]:
-    """Width and height."""
-    return int(plane.shape[1]), int(plane.shape[0])
+        blur_plane(canvas, blur_area(layer.bbox, layer.coverage, full, radius), radius)
 
 
 # --------------------------------------------------------------------------- 4:2:0 pictures
@@ -295,18 +273,17 @@ class _I420Areas:
             chroma_coverage = np.ascontiguousarray(blocks)
             luma_coverage = np.ascontiguousarray(blocks.repeat(2, axis=0).repeat(2, axis=1))
         style = layer.style
-        size, half = (width, height), (width // 2, height // 2)
         if style.kind is StyleKind.MOSAIC:
             cell = style.cell_size
-            self.luma = mosaic_area(luma, luma_coverage, full, cell, *size)
-            self.chroma = mosaic_area(chroma, chroma_coverage, full, cell // 2, *half)
+            self.luma = mosaic_area(luma, luma_coverage, full, cell)
+            self.chroma = mosaic_area(chroma, chroma_coverage, full, cell // 2)
         elif style.kind is StyleKind.BLUR:
             radius = style.blur_radius
-            self.luma = blur_area(luma, luma_coverage, full, radius, *size)
-            self.chroma = blur_area(chroma, chroma_coverage, full, radius // 2, *half)
+            self.luma = blur_area(luma, luma_coverage, full, radius)
+            self.chroma = blur_area(chroma, chroma_coverage, full, radius // 2)
         else:
-            self.luma = fill_area(luma, luma_coverage, full, *size)
-            self.chroma = fill_area(chroma, chroma_coverage, full, *half)
+            self.luma = fill_area(luma, luma_coverage, full)
+            self.chroma = fill_area(chroma, chroma_coverage, full)
 
 
 _AREA_CACHE_SIZE: Final = 256
