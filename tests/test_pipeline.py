@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Generator, Mapping
 from fractions import Fraction
@@ -12,7 +13,7 @@ import pytest
 
 from conftest import CLIP_FPS, CLIP_FRAMES, Clip, decode_all
 from veil.config.schema import MaskConfig
-from veil.core.frame import Frame
+from veil.core.frame import I420, Frame
 from veil.core.plan import MaskPlan
 from veil.media.sink import open_sink
 from veil.media.source import AudioChunk, VideoSource, open_source
@@ -97,6 +98,25 @@ def test_planner_failure_masks_the_whole_frame() -> None:
 def test_renderer_failure_masks_the_whole_frame() -> None:
     pipeline = MaskingPipeline([_static(MASK)], renderer=BrokenRenderer())
     assert _is_black(pipeline.process(_frame()))
+    assert pipeline.failed_closed == 1
+
+
+def test_a_frame_that_cannot_be_converted_is_still_blacked_out() -> None:
+    """The fail-closed frame is made without reading the picture: here converting it is
+    what fails (a BT.709 picture without its converter), and a planner reads pixels."""
+    planes = I420.from_array(np.full((180, 160), 100, np.uint8))
+    broken = dataclasses.replace(planes, bt709=True, convert=None)
+    frame = Frame(None, pts=3, time_base=Fraction(1, 25), index=3, i420=broken)
+
+    class ReadsPixels:
+        def plan(self, frame: Frame) -> MaskPlan:
+            frame.image  # noqa: B018 - reading is what fails
+            return MaskPlan(frame.width, frame.height)
+
+    pipeline = MaskingPipeline([_static(MASK), ReadsPixels()])
+    out = pipeline.process(frame)
+    assert out.image.shape == (120, 160, 3)
+    assert _is_black(out)
     assert pipeline.failed_closed == 1
 
 

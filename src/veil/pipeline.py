@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Final, TypeVar
 
 import cv2
-import numpy as np
 
 from veil.core.frame import Frame
 from veil.core.plan import MaskLayer, MaskPlan, MaskReason
@@ -114,7 +113,7 @@ class MaskingPipeline:
             else:
                 log.debug("masking failed on frame %d; whole frame masked", frame.index)
             self.failed_closed += 1
-            return _black(frame)
+            return frame.blacked_out()
 
     def run(
         self,
@@ -169,11 +168,6 @@ def _fail_closed_plan(frame: Frame) -> MaskPlan:
         frame.width, frame.height, FAIL_CLOSED_STYLE, MaskReason.FAIL_CLOSED
     )
     return MaskPlan(frame.width, frame.height, (layer,))
-
-
-def _black(frame: Frame) -> Frame:
-    """The frame with every pixel black, built without the renderer (which may be broken)."""
-    return frame.with_image(np.zeros_like(frame.image))
 
 
 @contextlib.contextmanager

@@ -255,6 +255,11 @@ class Frame:
         """A new frame with the same timing and a different picture."""
         return Frame(image, self.pts, self.time_base, self.index, self.camera_id, self.corrupt)
 
+    def blacked_out(self) -> Frame:
+        """The frame with every pixel black, made without reading its picture: the fail-closed
+        answer when masking it failed (converting or rendering may be what broke)."""
+        return self.with_image(np.zeros((self.height, self.width, 3), np.uint8))
+
     def with_i420(self, i420: I420) -> Frame:
         """A new frame with the same timing and a different picture, as I420 planes."""
         return Frame(

@@ -582,7 +582,7 @@ class PTZMasker:
             if self.failed_closed == 0:
                 log.exception("camera %s: scene masks failed; whole frame masked", frame.camera_id)
             self.failed_closed += 1
-            return frame.with_image(np.zeros_like(frame.image))
+            return frame.blacked_out()
 
     def reset_background(self) -> None:
         self.inner.reset_background()

@@ -521,7 +521,7 @@ def _render(
                         full += any(x.reason is MaskReason.FAIL_CLOSED for x in plan.layers)
                     except Exception:
                         log.exception("redaction failed on frame %d; masked whole", frame.index)
-                        masked = frame.with_image(np.zeros_like(frame.image))
+                        masked = frame.blacked_out()
                         full += 1
                     if frame.pts is not None:
                         start_pts = frame.pts if start_pts is None else start_pts
