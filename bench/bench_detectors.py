@@ -45,13 +45,13 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
-from numpy.typing import NDArray
 
 from veil.core.detections import Detections
 from veil.core.frame import Image, check_image
 from veil.detect.faces import FaceDetector, FaceSettings, head_regions
 from veil.detect.persons import PersonDetector, PersonSettings, auto_input_size
 from veil.models import resolve_model
+from veil.track import iou_matrix
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CLIP = REPO_ROOT.parent / "shared" / "data" / "walking.mp4"
@@ -147,17 +147,6 @@ def time_detector(detect: Callable[[Image], Detections], frames: Sequence[Image]
         cpu=statistics.median(cpu),
         per_frame=found / len(frames),
     )
-
-
-def iou_matrix(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float32]:
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return np.asarray(inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9))
 
 
 def agreement(found: Sequence[Detections], reference: Sequence[Detections]) -> float:

@@ -55,7 +55,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-from numpy.typing import NDArray
 
 from veil.config.schema import DynamicConfig, Method, PersonDetectorConfig, VeilConfig
 from veil.core.detections import Detections, DetectionSource
@@ -72,6 +71,7 @@ from veil.policy.base import FramePlanner
 from veil.policy.build import UNCERTAINTY_GROWTH_PER_SECOND, build_planners, dynamic_settings
 from veil.policy.dynamic import DynamicPlanner, DynamicSettings
 from veil.policy.margin import Margin
+from veil.track import iou_matrix
 from veil.track.tracker import Tracker, TrackerSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -382,17 +382,6 @@ def decode(path: Path, count: int) -> list[Frame]:
     return frames
 
 
-def _iou(a: NDArray[np.float32], b: NDArray[np.float32]) -> NDArray[np.float64]:
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return np.asarray(inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9))
-
-
 def pseudo_ground_truth(frames: Sequence[Frame], detector: PersonDetector) -> GroundTruth:
     """The thorough detector's boxes per frame, with identities linked by overlap."""
     rows: list[tuple[int, int, float, float, float, float]] = []
@@ -403,7 +392,7 @@ def pseudo_ground_truth(frames: Sequence[Frame], detector: PersonDetector) -> Gr
         boxes = detector.detect(frame).xyxy
         ids = [0] * len(boxes)
         if len(boxes) and len(previous):
-            overlap = _iou(boxes, previous)
+            overlap = iou_matrix(boxes, previous)
             used: set[int] = set()
             for flat in np.argsort(-overlap, axis=None).tolist():
                 i, j = divmod(int(flat), overlap.shape[1])

@@ -33,6 +33,9 @@ CLIP_FPS = Fraction(25)
 FFPROBE = shutil.which("ffprobe") or "/usr/bin/ffprobe"
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+MODELS = SHARED / "models"
+TUD = SHARED / "data" / "TUD-Stadtmitte"
+"""The developers' ground-truth sequence (MOTChallenge layout: img1/, gt/gt.txt)."""
 """../shared from the repository root: test media and detector weights (never committed)."""
 
 CHROMIUM = "/usr/bin/chromium"

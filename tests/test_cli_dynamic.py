@@ -12,13 +12,12 @@ import pytest
 from numpy.typing import NDArray
 from typer.testing import CliRunner
 
-from conftest import CLIP_FPS, SHARED, decode_all, need_shared
+from conftest import CLIP_FPS, SHARED, TUD, decode_all, need_shared
 from veil.cli.app import app
 from veil.eval.groundtruth import load_ground_truth
 from veil.media.synthetic import scene_frames, write_clip
 from veil.models import MODEL_DIR_ENV
 
-TUD = SHARED / "data" / "TUD-Stadtmitte"
 MAGENTA = np.array([255, 0, 255], np.uint8)  # BGR of #ff00ff
 
 

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from rich.console import Console
 from typer.testing import CliRunner
 
+from conftest import TUD
 from veil.cli import eval_cmd
 from veil.core.errors import UsageError
 from veil.core.frame import Frame
@@ -680,9 +681,6 @@ def test_cli_json_to_stdout(tmp_path: Path, fake_build: list[float]) -> None:
 
 
 # --------------------------------------------------------------- the shared real data
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-TUD = SHARED / "data" / "TUD-Stadtmitte"
 
 
 def _need_tud() -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from conftest import need_shared
+from conftest import SHARED, TUD, need_shared
 from veil.config.schema import DynamicConfig
 from veil.core.detections import Detections, DetectionSource
 from veil.core.errors import ConfigError, DetectorError, ModelError, ShapeError
@@ -21,8 +21,6 @@ from veil.detect.faces import FaceDetector, FaceSettings, head_regions
 from veil.models import MODEL_DIR_ENV, YUNET
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-TUD = SHARED / "data" / "TUD-Stadtmitte"
 
 
 @pytest.fixture(scope="module")

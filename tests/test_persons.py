@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from numpy.typing import NDArray
 
-from conftest import need_shared
+from conftest import SHARED, TUD, need_shared
 from veil.config.schema import DynamicConfig, PersonDetectorConfig
 from veil.core.detections import DetectionSource
 from veil.core.errors import ConfigError, DetectorError, ModelError, ShapeError
@@ -29,10 +29,9 @@ from veil.detect.persons import (
     sensitivity_to_threshold,
 )
 from veil.models import MODEL_DIR_ENV, YOLOX_NANO
+from veil.track import iou_matrix
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED = REPO_ROOT.parent / "shared"
-TUD = SHARED / "data" / "TUD-Stadtmitte"
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +56,6 @@ def tud_gt(index: int) -> NDArray[np.float64]:
     rows = gt[(gt[:, 0] == index) & (gt[:, 6] == 1)][:, 2:6].copy()
     rows[:, 2:] += rows[:, :2]
     return np.asarray(rows, np.float64)
-
-
-def iou_matrix(a: NDArray[np.floating[Any]], b: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return np.asarray(inter / (area_a[:, None] + area_b[None, :] - inter), np.float64)
 
 
 def as_frame(image: Image) -> Frame:

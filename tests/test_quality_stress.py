@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import MODELS, SHARED, TUD
 from veil.config.schema import DynamicConfig, Method, PersonDetectorConfig, VeilConfig
 from veil.eval.metrics import EvalReport, Thresholds, pixel_boxes
 from veil.eval.runner import evaluate_frames
@@ -33,11 +34,6 @@ from veil.eval.stress import (
     standard_variants,
 )
 from veil.policy.build import build_planners
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-TUD = SHARED / "data" / "TUD-Stadtmitte"
-MODELS = SHARED / "models"
-
 
 # --------------------------------------------------------------------------- exactness
 

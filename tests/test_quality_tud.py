@@ -11,15 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SHARED, need_shared
+from conftest import MODELS, TUD, need_shared
 from veil.config.schema import DynamicConfig, Method, VeilConfig
 from veil.eval.metrics import Thresholds
 from veil.eval.runner import evaluate
 from veil.models import MODEL_DIR_ENV
 from veil.policy.build import build_planners
-
-TUD = SHARED / "data" / "TUD-Stadtmitte"
-MODELS = SHARED / "models"
 
 
 @pytest.fixture

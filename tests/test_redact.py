@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from conftest import need_shared
+from conftest import MODELS, TUD, need_shared
 from veil.core.detections import Detections, DetectionSource
 from veil.core.errors import OutputError, UsageError
 from veil.eval.groundtruth import GroundTruth, load_ground_truth
@@ -58,9 +58,6 @@ from veil.redact.selection import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-MODELS = SHARED / "models"
-TUD = SHARED / "data" / "TUD-Stadtmitte"
 SLICE_FRAMES = 40
 
 D, INTERP, EXTRAP = (flag_code(f) for f in BoxFlag)

@@ -16,13 +16,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conftest import need_shared
+from conftest import MODELS, TUD, need_shared
 from veil.cli.redact_cmd import register
 from veil.media.synthetic import write_clip
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-MODELS = SHARED / "models"
-TUD = SHARED / "data" / "TUD-Stadtmitte"
 FRAMES = 20
 
 

@@ -8,7 +8,6 @@ import itertools
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from numpy.typing import NDArray
 
 import veil.track.kalman
 import veil.track.tracker
+from conftest import TUD
 from veil.core.detections import Detections, DetectionSource
 from veil.core.errors import ConfigError, ShapeError
 from veil.core.tracks import Track, Tracks, TrackState
@@ -674,8 +674,6 @@ def test_kalman_handles_multi_frame_steps() -> None:
 
 
 # -- real motion: the TUD-Stadtmitte ground truth with simulated detector misses ---------------
-
-TUD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "TUD-Stadtmitte"
 
 
 def _tud_boxes() -> dict[int, dict[int, list[float]]]:

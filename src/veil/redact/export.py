@@ -65,8 +65,9 @@ from veil.redact.manifest import (
     sign_manifest,
 )
 from veil.redact.offline_tracks import BoxFlag, OfflineTrack, TrackKind, flag_code, frame_ranges
-from veil.redact.selection import Mode, ResolvedSelection
+from veil.redact.selection import Mode, ResolvedSelection, parse_selection, resolve
 from veil.render.renderers import FrameRenderer
+from veil.track import iou_matrix
 
 log = logging.getLogger(__name__)
 
@@ -807,8 +808,6 @@ def person_selection(
 
 def _gt_labels(track: OfflineTrack, gt: GroundTruth, min_iou: float) -> dict[int, int | None]:
     """Frame -> the ground-truth person each detected box of ``track`` is (None: nobody)."""
-    from veil.track.tracker import iou_matrix
-
     out: dict[int, int | None] = {}
     for frame, box, flag in zip(track.frames, track.xyxy, track.flags, strict=True):
         if int(flag) != _DETECTED:
@@ -830,8 +829,6 @@ def evaluate_each_kept(
 ) -> list[RedactionQuality]:
     """Keep each ground-truth person seen in at least ``min_frames`` frames in turn (with
     :func:`person_selection`) and measure it with :func:`evaluate_redaction`."""
-    from veil.redact.selection import parse_selection, resolve
-
     ids, counts = np.unique(gt.person_id, return_counts=True)
     out = []
     for person, count in zip(ids, counts, strict=True):

@@ -69,6 +69,7 @@ import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -493,16 +494,17 @@ class Tracker:
 # -- geometry -------------------------------------------------------------------------
 
 
-def iou_matrix(a: Boxes, b: Boxes) -> NDArray[np.float64]:
-    """Intersection over union of every box in ``a`` with every box in ``b``."""
-    a = np.asarray(a, np.float64)
-    b = np.asarray(b, np.float64)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+def iou_matrix(a: NDArray[np.floating[Any]], b: NDArray[np.floating[Any]]) -> NDArray[np.float64]:
+    """Intersection over union of every box in ``a`` with every box in ``b`` (``xyxy`` rows,
+    any float type)."""
+    a64: Boxes = np.asarray(a, np.float64)
+    b64: Boxes = np.asarray(b, np.float64)
+    x0 = np.maximum(a64[:, None, 0], b64[None, :, 0])
+    y0 = np.maximum(a64[:, None, 1], b64[None, :, 1])
+    x1 = np.minimum(a64[:, None, 2], b64[None, :, 2])
+    y1 = np.minimum(a64[:, None, 3], b64[None, :, 3])
     inter = np.clip(x1 - x0, 0.0, None) * np.clip(y1 - y0, 0.0, None)
-    union = _areas(a)[:, None] + _areas(b)[None, :] - inter
+    union = _areas(a64)[:, None] + _areas(b64)[None, :] - inter
     result: NDArray[np.float64] = inter / np.maximum(union, _EPS)
     return result
 
