@@ -31,13 +31,12 @@ import os
 import re
 import secrets
 import shutil
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol
 
 import av
 import av.error
@@ -50,6 +49,7 @@ from av.video.stream import VideoStream
 
 from veil.core.errors import OutputError, UsageError
 from veil.core.frame import I420, Frame, Image
+from veil.core.resources import Committing
 from veil.media.planes import bgr_to_bt709, to_video_frame
 from veil.media.source import AudioChunk, is_image_sequence
 
@@ -118,7 +118,7 @@ _BT709 = 1
 """AVColorSpace: the BT.709 matrix (:meth:`FileSink.encode_as_bt709`)."""
 
 
-class VideoSink(ABC):
+class VideoSink(Committing):
     """Where masked frames go. Use :func:`open_sink`; call :meth:`close` to finish.
 
     As a context manager it closes (commits) on success and aborts on an exception.
@@ -131,7 +131,7 @@ class VideoSink(ABC):
     def write(self, frame: Frame) -> None:
         """Encode one frame (frames must come in presentation order)."""
 
-    def write_audio(self, chunk: AudioChunk) -> None:  # noqa: B027 - optional, no-op default
+    def write_audio(self, chunk: AudioChunk) -> None:
         """Encode decoded audio; ignored when the sink was opened without audio."""
 
     @property
@@ -144,7 +144,7 @@ class VideoSink(ABC):
         (:attr:`Frame.i420`); the pipeline then asks the source to keep them."""
         return False
 
-    def encode_as_bt709(self) -> None:  # noqa: B027 - optional, no-op default
+    def encode_as_bt709(self) -> None:
         """Before the first frame: write 4:2:0 in the BT.709 matrix, as the input's planes
         are, so they pass through unconverted (BGR frames are converted to match)."""
 
@@ -159,20 +159,6 @@ class VideoSink(ABC):
     @abstractmethod
     def abort(self) -> None:
         """Drop everything written so far; the final path is left untouched."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def add_video_stream(

@@ -30,8 +30,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from types import TracebackType
-from typing import Self, cast
+from typing import cast
 
 import av
 import av.error
@@ -47,6 +46,7 @@ from numpy.typing import NDArray
 
 from veil.core.errors import MediaDecodeError, MediaError, MediaNotFoundError, UsageError
 from veil.core.frame import Frame, check_image
+from veil.core.resources import Closing
 from veil.media.planes import i420_view
 
 DEFAULT_SEQUENCE_FPS = Fraction(25)
@@ -115,7 +115,7 @@ class DecodeReport:
             self.messages.append(message)
 
 
-class VideoSource:
+class VideoSource(Closing):
     """One opened input. Iterate :meth:`frames` (or :meth:`read`) once.
 
     Use :func:`open_source` to create one. Example::
@@ -249,17 +249,6 @@ class VideoSource:
 
     def close(self) -> None:
         self._container.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 _BT601_OR_UNSPECIFIED = frozenset({2, 5, 6})

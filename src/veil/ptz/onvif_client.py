@@ -68,10 +68,10 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from datetime import UTC, datetime
-from types import TracebackType
 from xml.sax.saxutils import escape
 
 from veil.core.errors import VeilError
+from veil.core.resources import Closing
 from veil.ptz.camera import PTZState
 from veil.ptz.onvif_status import PTZReading
 
@@ -337,7 +337,7 @@ def check_url(url: str) -> str:
     return url
 
 
-class OnvifPTZPosition:
+class OnvifPTZPosition(Closing):
     """A real PTZ camera's position, polled over ONVIF GetStatus (see the module docstring).
 
     ``url``: the PTZ service address. ``profile_token``: the media profile whose PTZ node
@@ -479,17 +479,6 @@ class OnvifPTZPosition:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(self.timeout_s + self.poll_interval_s + 1.0)
-
-    def __enter__(self) -> OnvifPTZPosition:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ----------------------------------------------------------------- reading
 

@@ -26,9 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 
 from veil.core.errors import VeilError
+from veil.core.resources import Closing
 
 __all__ = [
     "DB_FILENAME",
@@ -165,7 +165,7 @@ def _check_migrations(migrations: tuple[Migration, ...]) -> None:
 _check_migrations(MIGRATIONS)
 
 
-class Database:
+class Database(Closing):
     """A connection to Veil's SQLite database, safe to share between threads.
 
     ``readonly=True`` opens an existing file without migrating it (for ``veil audit``);
@@ -362,17 +362,6 @@ class Database:
         """Close the connection. Committed data is on disk."""
         with self._lock:
             self._conn.close()
-
-    def __enter__(self) -> Database:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def _split_sql(script: str) -> list[str]:

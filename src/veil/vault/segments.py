@@ -44,12 +44,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from veil.core.resources import Committing
 from veil.vault.keys import MasterKey, VaultError, WrongKeyError
 
 __all__ = [
@@ -187,7 +187,7 @@ def _aad(header: bytes, index: int, final: bool) -> bytes:
     return header + struct.pack(">QB", index, 1 if final else 0)
 
 
-class EncryptedSegmentWriter:
+class EncryptedSegmentWriter(Committing):
     """Streams one segment to disk encrypted; the file appears under its name only on close.
 
     ``chunk_size`` trades memory (one chunk is buffered) against per-chunk overhead (16 bytes
@@ -310,20 +310,6 @@ class EncryptedSegmentWriter:
         with contextlib.suppress(OSError):
             self._file.close()
         self.partial_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> EncryptedSegmentWriter:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def _fsync_dir(directory: Path) -> None:
