@@ -29,10 +29,34 @@ def _views(frame: VideoFrame) -> tuple[Plane, Plane, Plane]:
     return _plane_view(y, h, w), _plane_view(u, h // 2, w // 2), _plane_view(v, h // 2, w // 2)
 
 
-_BT709 = 1
-"""AVColorSpace BT709."""
-_LIMITED_RANGE = 1
-"""AVColorRange MPEG (16-235)."""
+# FFmpeg's colour tags (AVColorSpace, AVColorRange), as PyAV gives and takes them.
+BT709 = 1
+"""AVColorSpace: the BT.709 matrix (most HD cameras)."""
+SMPTE170M = 6
+"""AVColorSpace: the BT.601 matrix; what OpenCV's conversions and Veil's outputs use."""
+BT601_OR_UNSPECIFIED = frozenset({2, 5, SMPTE170M})
+"""AVColorSpace values the BT.601 matrix fits: unspecified, BT470BG, SMPTE170M."""
+LIMITED_RANGE = 1
+"""AVColorRange: MPEG / TV range (16-235)."""
+FULL_RANGE = 2
+"""AVColorRange: JPEG range (0-255)."""
+
+
+def i420_matrix(frame: VideoFrame) -> str | None:
+    """``"bt601"`` or ``"bt709"`` for limited-range 8-bit 4:2:0 with even sides in that
+    matrix (untagged counts as BT.601); None for anything else (full range, 4:2:2, 10-bit,
+    odd sides, other matrices), which is converted to BGR."""
+    if (
+        frame.format.name != "yuv420p"
+        or (frame.width | frame.height) & 1
+        or frame.color_range == FULL_RANGE
+    ):
+        return None
+    if frame.colorspace in BT601_OR_UNSPECIFIED:
+        return "bt601"
+    if frame.colorspace == BT709:
+        return "bt709"
+    return None
 
 
 def i420_view(frame: VideoFrame, bt709: bool = False) -> I420:
@@ -49,15 +73,15 @@ def bt709_to_bgr(picture: I420) -> NDArray[np.uint8]:
     frame = to_video_frame(picture)
     # Tag the frame with what its pixels are (a frame Veil drew into carries no tags), so
     # swscale uses the right matrix.
-    frame.colorspace = _BT709
-    frame.color_range = _LIMITED_RANGE
+    frame.colorspace = BT709
+    frame.color_range = LIMITED_RANGE
     return np.asarray(frame.to_ndarray(format="bgr24"), dtype=np.uint8)
 
 
 def bgr_to_bt709(image: NDArray[np.uint8]) -> VideoFrame:
     """A BGR picture as a BT.709 limited-range ``yuv420p`` PyAV frame, through swscale."""
     frame = VideoFrame.from_ndarray(image, format="bgr24")
-    return frame.reformat(format="yuv420p", dst_colorspace="itu709", dst_color_range=_LIMITED_RANGE)
+    return frame.reformat(format="yuv420p", dst_colorspace="itu709", dst_color_range=LIMITED_RANGE)
 
 
 def new_i420(width: int, height: int) -> I420:

@@ -50,7 +50,7 @@ from av.video.stream import VideoStream
 from veil.core.errors import OutputError, UsageError
 from veil.core.frame import I420, Frame, Image
 from veil.core.resources import Committing
-from veil.media.planes import bgr_to_bt709, to_video_frame
+from veil.media.planes import BT709, LIMITED_RANGE, SMPTE170M, bgr_to_bt709, to_video_frame
 from veil.media.source import AudioChunk, is_image_sequence
 
 
@@ -109,13 +109,6 @@ ENCODINGS: dict[str, _Encoding] = {
 """Output encoding by file extension."""
 
 SEQUENCE_EXTENSIONS = (".png",)
-
-_SMPTE170M = 6
-"""AVColorSpace: the BT.601 matrix (as BT470BG); what Veil's 4:2:0 and 4:4:4 pictures use."""
-_LIMITED_RANGE = 1
-"""AVColorRange: MPEG / TV range (16-235)."""
-_BT709 = 1
-"""AVColorSpace: the BT.709 matrix (:meth:`FileSink.encode_as_bt709`)."""
 
 
 class VideoSink(Committing):
@@ -312,8 +305,8 @@ class FileSink(VideoSink):
             # Say which matrix the pictures were converted with (BT.601, limited range, as
             # OpenCV and swscale do by default): untagged HD video is shown as BT.709 by
             # most players, which would shift every colour of an exported recording.
-            stream.codec_context.colorspace = _SMPTE170M
-            stream.codec_context.color_range = _LIMITED_RANGE
+            stream.codec_context.colorspace = SMPTE170M
+            stream.codec_context.color_range = LIMITED_RANGE
         # The input's time base, so every pts is copied exactly.
         self.time_base = like.time_base
         stream.codec_context.time_base = like.time_base
@@ -361,7 +354,7 @@ class FileSink(VideoSink):
             raise UsageError(f"{self.path}: the colour matrix is chosen before the first frame")
         if self.takes_i420:
             self._bt709 = True
-            self._video.codec_context.colorspace = _BT709
+            self._video.codec_context.colorspace = BT709
 
     def write(self, frame: Frame) -> None:
         i420 = frame.i420

@@ -47,7 +47,7 @@ from numpy.typing import NDArray
 from veil.core.errors import MediaDecodeError, MediaError, MediaNotFoundError, UsageError
 from veil.core.frame import Frame, check_image
 from veil.core.resources import Closing
-from veil.media.planes import i420_view
+from veil.media.planes import BT709, FULL_RANGE, i420_matrix, i420_view
 
 DEFAULT_SEQUENCE_FPS = Fraction(25)
 """Frame rate given to image sequences, which carry no timing of their own."""
@@ -135,7 +135,7 @@ class VideoSource(Closing):
         self.height: int = ctx.height
         self.time_base: Fraction = stream.time_base or Fraction(1, 90000)
         self.fps: Fraction = _frame_rate(stream)
-        self.bt709: bool = ctx.colorspace == _BT709 and ctx.color_range != _FULL_RANGE
+        self.bt709: bool = ctx.colorspace == BT709 and ctx.color_range != FULL_RANGE
         """The stream says its pictures use the BT.709 matrix (most HD cameras)."""
         self.frame_count: int | None = stream.frames or None
         """Frames in the input when the container says, else None (streams, some files)."""
@@ -251,37 +251,6 @@ class VideoSource(Closing):
         self._container.close()
 
 
-_BT601_OR_UNSPECIFIED = frozenset({2, 5, 6})
-"""AVColorSpace values OpenCV's YUV<->BGR matrix fits: unspecified, BT470BG, SMPTE170M."""
-_FULL_RANGE = 2
-"""AVCOL_RANGE_JPEG."""
-_BT709 = 1
-"""AVCOL_SPC_BT709."""
-
-
-def is_plain_i420(video_frame: VideoFrame) -> bool:
-    """True for limited-range BT.601 (or untagged) 8-bit 4:2:0 with even sides: what
-    encoders write unless told otherwise, and what OpenCV converts exactly."""
-    return i420_matrix(video_frame) == "bt601"
-
-
-def i420_matrix(video_frame: VideoFrame) -> str | None:
-    """``"bt601"`` or ``"bt709"`` for limited-range 8-bit 4:2:0 with even sides in that
-    matrix (untagged counts as BT.601); None for anything else (full range, 4:2:2, 10-bit,
-    odd sides, other matrices), which is converted to BGR."""
-    if (
-        video_frame.format.name != "yuv420p"
-        or (video_frame.width | video_frame.height) & 1
-        or video_frame.color_range == _FULL_RANGE
-    ):
-        return None
-    if video_frame.colorspace in _BT601_OR_UNSPECIFIED:
-        return "bt601"
-    if video_frame.colorspace == _BT709:
-        return "bt709"
-    return None
-
-
 def to_bgr(video_frame: VideoFrame) -> NDArray[np.uint8]:
     """The frame as BGR.
 
@@ -290,7 +259,7 @@ def to_bgr(video_frame: VideoFrame) -> NDArray[np.uint8]:
     is exact on average and no slower, and the sink uses the same matrix back. Anything
     else (BT.709, full range, 4:4:4, 10-bit) goes through swscale, which reads the tags.
     """
-    if is_plain_i420(video_frame):
+    if i420_matrix(video_frame) == "bt601":
         planes = video_frame.to_ndarray()
         return np.asarray(cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420), dtype=np.uint8)
     return check_image(video_frame.to_ndarray(format="bgr24"), "decoded frame")
