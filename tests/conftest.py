@@ -6,11 +6,15 @@ Clips are made once per test session (they are read-only inputs) and kept small
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import http.server
 import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -202,3 +206,30 @@ def garble_packet(
     data[start:end] = np.random.default_rng(seed).bytes(end - start)
     out.write_bytes(bytes(data))
     return out
+
+
+class QuietFileHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files without logging each request to stderr."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def http_server(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 in a thread; yields its base URL."""
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-http"
+        )
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            thread.join(timeout=10)
+
+
+def serving(folder: Path) -> contextlib.AbstractContextManager[str]:
+    """``folder``'s files over HTTP (see :func:`http_server`)."""
+    return http_server(functools.partial(QuietFileHandler, directory=str(folder)))

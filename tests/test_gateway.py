@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import http.server
 import itertools
 import json
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import http_server, serving
 from test_server_api import (
     CHEAP_AUTH,
     FPS,
@@ -394,25 +394,11 @@ def test_rtsp_sources_over_tcp_and_udp(tmp_path: Path) -> None:
 def test_http_sources_are_read_with_ffmpeg(tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
     write_clip(clip, scene_frames(160, 120, 6, Fraction(10)), fps=Fraction(10))
-    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        thread = threading.Thread(target=server.serve_forever, name="http-source")
-        thread.start()
-        try:
-            port = server.server_address[1]
-            camera = CameraConfig(id="web", source=f"http://127.0.0.1:{port}/clip.mp4")
-            frames = list(open_frames(camera))
-        finally:
-            server.shutdown()
-            thread.join()
+    with serving(tmp_path) as base:
+        frames = list(open_frames(CameraConfig(id="web", source=f"{base}/clip.mp4")))
     assert len(frames) == 6
     assert frames[0].image.shape == (120, 160, 3)
     assert all(f.camera_id == "web" for f in frames)
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        return None
 
 
 def test_a_missing_webcam_says_how_to_find_one() -> None:
@@ -455,15 +441,7 @@ class _MjpegHandler(http.server.BaseHTTPRequestHandler):
 
 
 def test_http_mjpeg_cameras_are_read(tmp_path: Path) -> None:
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _MjpegHandler) as server:
-        thread = threading.Thread(target=server.serve_forever, name="mjpeg-source")
-        thread.start()
-        try:
-            port = server.server_address[1]
-            camera = CameraConfig(id="ipcam", source=f"http://127.0.0.1:{port}/video.mjpg")
-            frames = list(open_frames(camera))
-        finally:
-            server.shutdown()
-            thread.join()
+    with http_server(_MjpegHandler) as base:
+        frames = list(open_frames(CameraConfig(id="ipcam", source=f"{base}/video.mjpg")))
     assert len(frames) == 6
     assert frames[0].image.shape == (120, 160, 3)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import errno
-import functools
-import http.server
 import os
-import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -24,6 +21,7 @@ from conftest import (
     garble_packet,
     probe_frame_times,
     probe_streams,
+    serving,
 )
 from veil.core.errors import (
     MediaDecodeError,
@@ -95,24 +93,13 @@ def test_image_sequence_defaults_to_25_fps(png_sequence: Clip) -> None:
         assert source.fps == Fraction(25)
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 def test_http_source(clip_mkv: Clip) -> None:
-    handler = functools.partial(_QuietHandler, directory=str(clip_mkv.path.parent))
-    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
-        thread = threading.Thread(target=server.serve_forever, name="test-http")
-        thread.start()
-        try:
-            url = f"http://127.0.0.1:{server.server_address[1]}/{clip_mkv.path.name}"
-            with open_source(url) as source:
-                assert not source.is_live
-                frames = [np.array(f.image) for f in source.frames()]
-        finally:
-            server.shutdown()
-            thread.join()
+    with (
+        serving(clip_mkv.path.parent) as base,
+        open_source(f"{base}/{clip_mkv.path.name}") as source,
+    ):
+        assert not source.is_live
+        frames = [np.array(f.image) for f in source.frames()]
     assert len(frames) == len(clip_mkv.frames)
     np.testing.assert_array_equal(frames[-1], clip_mkv.frames[-1])
 

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import os
 import shutil
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 import veil.models as models
+from conftest import serving
 from veil.cli.models_cmd import register
 from veil.core.errors import ModelError
 from veil.models import (
@@ -217,31 +216,13 @@ def test_unwritable_hash_record_is_not_an_error(
 # --------------------------------------------------------------------------- download
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     """A real HTTP server on 127.0.0.1 serving a folder: (base URL, folder)."""
     root = tmp_path / "www"
     root.mkdir()
-
-    def handler(*args: object, **kwargs: object) -> _QuietHandler:
-        return _QuietHandler(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-http"
-    )
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", root
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(root) as base:
+        yield base, root
 
 
 def test_fetch_over_http_verifies_and_saves(served: tuple[str, Path], tmp_path: Path) -> None:
