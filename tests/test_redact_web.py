@@ -204,6 +204,19 @@ def test_trim_regions_merge_and_split_reach_the_export(
             item = page.locator(f'#redact-tracks li.track[data-track="{refs[0]}{part}"]')
             expect(item).to_have_class("track selected")
         expect(page.locator("#redact-edits li")).to_have_count(2)
+        # Split parts merge too (both parts are selected): one track named by its first part,
+        # which cannot be cut again while the merge names its parts.
+        page.click("#redact-merge")
+        rejoined = page.locator(f'#redact-tracks li.track[data-track="{refs[0]}a"]')
+        expect(rejoined).to_have_class("track selected")
+        expect(page.locator(f'#redact-tracks li[data-track="{refs[0]}b"]')).to_have_count(0)
+        expect(page.locator("#redact-edits li")).to_have_count(3)
+        go_to_frame(page, 25)
+        rejoined.locator("button.split").click()
+        expect(page.locator("#redact-tracks-error")).to_contain_text(
+            f"Undo the merge of a part of track {refs[0]}"
+        )
+        expect(page.locator("#redact-edits li")).to_have_count(3)
 
         page.fill("#redact-export-reason", "request 2026-118")
         page.click("#redact-export")
@@ -217,7 +230,7 @@ def test_trim_regions_merge_and_split_reach_the_export(
     data = client.get(manifest_url).json()
     assert data["settings"]["trim"] == [10, 30]
     assert data["output"]["frames"] == 21
-    assert data["settings"]["merges"] == [refs]
+    assert data["settings"]["merges"] == [refs, [f"{refs[0]}a", f"{refs[0]}b"]]
     assert data["settings"]["splits"] == [{"track": refs[0], "frame": 20}]
     (region_entry,) = data["regions"]
     assert region_entry["name"] == "region-1"
@@ -226,7 +239,7 @@ def test_trim_regions_merge_and_split_reach_the_export(
     first = region_entry["keyframes"][0]["points"]
     assert abs(first[0][0] - 20) <= 2
     assert abs(first[2][1] - 70) <= 2
-    assert {t["track"] for t in data["tracks"]} <= {f"{refs[0]}a", f"{refs[0]}b"}
+    assert {t["track"] for t in data["tracks"]} <= {f"{refs[0]}a"}
     assert client.delete(f"/api/redact/jobs/{job_id}").status_code == 200
 
 

@@ -698,6 +698,11 @@ def preview_frame(
 # --------------------------------------------------------------------------- measuring
 
 
+KEPT_VISIBLE = 0.5
+"""For :attr:`RedactionQuality.kept_visible_shown`: the share of the kept person's box that
+must be clear of other people's boxes."""
+
+
 @dataclass(frozen=True, slots=True)
 class RedactionQuality:
     """A redaction plan measured against ground truth (see :func:`evaluate_redaction`).
@@ -713,6 +718,11 @@ class RedactionQuality:
     kept_person: int | None = None
     kept_shown: float | None = None
     kept_frames: int = 0
+    kept_visible_shown: float | None = None
+    """``kept_shown`` over the frames where at least :data:`KEPT_VISIBLE` of the kept
+    person's box is clear of other people's boxes: in the others, the kept person stands
+    mostly behind or among people who stay masked, with their margins."""
+    kept_visible_frames: int = 0
 
 
 def evaluate_redaction(
@@ -741,6 +751,7 @@ def evaluate_redaction(
         )
     acc = MetricsAccumulator(others)
     shown: list[bool] = []
+    visible: list[bool] = []
     w, h = analysis.video.width, analysis.video.height
     for index in range(analysis.video.frame_count):
         hidden = planner.hidden(index)
@@ -755,14 +766,19 @@ def evaluate_redaction(
         rest = np.zeros((h, w), np.bool_)
         for r, (x0, y0, x1, y1) in zip(rows, pixel_boxes(gt.xywh[rows], w, h), strict=True):
             (own if int(r) == mine[0] else rest)[y0:y1, x0:x1] = True
+        whole = int(own.sum())
         own &= ~rest
         if own.any():
             shown.append(float(hidden[own].mean()) < LEAK_COVERAGE)
+            if own.sum() >= KEPT_VISIBLE * whole:
+                visible.append(shown[-1])
     return RedactionQuality(
         report=acc.report(video=analysis.video.path),
         kept_person=kept_person,
         kept_shown=float(np.mean(shown)) if shown else None,
         kept_frames=len(shown),
+        kept_visible_shown=float(np.mean(visible)) if visible else None,
+        kept_visible_frames=len(visible),
     )
 
 
@@ -781,8 +797,11 @@ def person_selection(
     matches (IoU at least ``min_iou``, best in its frame) or none. Like a user going through
     the timeline, a track that follows the kept person and, at other times, someone else is
     split where the label changes between them, and every track or part whose boxes are the
-    kept person's (at least one, and none of another person) is kept. The ground truth's
-    frame numbers are 1-based, the analysis' 0-based.
+    kept person's (at least one, and none of another person) is kept. When that makes more
+    than one track or part, they are merged, as a user who sees they are one person does: a
+    merged group is shown wherever it is seen and between its sightings, where a single track
+    shows only the chain of links both tracking passes agree on (see :func:`kept_rows`). The
+    ground truth's frame numbers are 1-based, the analysis' 0-based.
     """
     tracks: list[str] = []
     splits: list[dict[str, int]] = []
@@ -803,7 +822,13 @@ def person_selection(
                 tracks.append(
                     f"{track.track_id}{chr(ord('a') + k)}" if cuts else str(track.track_id)
                 )
-    return {"mode": Mode.MASK_ALL_EXCEPT.value, "tracks": tracks, "splits": splits}
+    merges = [tracks] if len(tracks) > 1 else []
+    return {
+        "mode": Mode.MASK_ALL_EXCEPT.value,
+        "tracks": tracks,
+        "splits": splits,
+        "merges": merges,
+    }
 
 
 def _gt_labels(track: OfflineTrack, gt: GroundTruth, min_iou: float) -> dict[int, int | None]:

@@ -6,7 +6,8 @@ Example (YAML)::
     tracks: [3, 7, "12b"]        # track ids from the analysis ("12b": a part of a split;
                                  # a split track's plain id means all its parts)
     kinds: [face]                # mask-selected only: also every track of these kinds
-    merges: [[3, 9]]             # 3 and 9 are one person: the gap between them is filled
+    merges: [[3, 9], [5, "12b"]] # 3 and 9 are one person: the gap between them is filled;
+                                 # a split part can be merged too (5 and the second part of 12)
     splits:                      # track 12 is two people: 12a before frame 140, 12b from it
       - {track: 12, frame: 140}
     regions:                     # manual masks, keyframes interpolated linearly
@@ -27,9 +28,12 @@ Example (YAML)::
 A region is present from its first keyframe to its last; between two keyframes its box or
 polygon moves linearly (polygons need the same number of points in each keyframe).
 
-:func:`resolve` applies merges, then splits, and checks every id: a selection naming tracks
-the analysis does not have is refused with a :class:`SelectionError` (exit code 2) that names
-them.
+:func:`resolve` applies the merges of whole tracks, then the splits (a merged track can be
+split), then the merges that name a split part (a part can join another track or part: a track
+that followed two people is split, and each person's part merged with the rest of that person),
+and checks every id: a selection naming tracks or parts the analysis does not have is refused
+with a :class:`SelectionError` (exit code 2) that names them. A merged group is named by its
+first member (the smallest id, or ref), and every member's name selects it.
 """
 
 from __future__ import annotations
@@ -190,7 +194,7 @@ class Selection(_Strict):
     mode: Mode
     tracks: list[TrackRef] = Field(default_factory=list)
     kinds: list[TrackKind] = Field(default_factory=list)
-    merges: list[Annotated[list[int], Field(min_length=2)]] = Field(default_factory=list)
+    merges: list[Annotated[list[TrackRef], Field(min_length=2)]] = Field(default_factory=list)
     splits: list[Split] = Field(default_factory=list)
     regions: list[RegionSpec] = Field(default_factory=list)
     trim: Trim | None = None
@@ -402,19 +406,33 @@ def _unknown(refs: Sequence[object], known: Sequence[str], what: str) -> Selecti
     )
 
 
+def _whole_id(ref: TrackRef) -> int | None:
+    """The track id a ref names as a whole track (3, "3"), None for a part ("3b")."""
+    text = str(ref).strip()
+    return int(text) if text.isdigit() else None
+
+
 def resolve(selection: Selection, analysis: Analysis) -> ResolvedSelection:
-    """Apply merges and splits and check every id against ``analysis``."""
+    """Apply merges and splits and check every id against ``analysis`` (see the module
+    docstring for the order)."""
     growth = DEFAULT_UNCERTAINTY_GROWTH
     by_id: dict[int, OfflineTrack] = {t.track_id: t for t in analysis.tracks}
     known_ids = [str(i) for i in sorted(by_id)]
-    named = {int(i) for m in selection.merges for i in m} | {s.track for s in selection.splits}
+    whole_merges = [
+        [i for r in m if (i := _whole_id(r)) is not None]
+        for m in selection.merges
+        if all(_whole_id(r) is not None for r in m)
+    ]
+    part_merges = [m for m in selection.merges if any(_whole_id(r) is None for r in m)]
+    named = {i for m in selection.merges for r in m if (i := _whole_id(r)) is not None}
+    named |= {s.track for s in selection.splits}
     missing = sorted(i for i in named if i not in by_id)
     if missing:
         raise _unknown(missing, known_ids, "tracks (in merges or splits)")
-    # Merges: the group takes its smallest id; every member id refers to it.
+    # Merges of whole tracks: the group takes its smallest id; every member id refers to it.
     alias: dict[int, int] = {i: i for i in by_id}
     groups: dict[int, set[int]] = {}
-    for merge in selection.merges:
+    for merge in whole_merges:
         roots = {alias[i] for i in merge}
         members = set().union(*(groups.pop(r, {r}) for r in roots))
         root = min(members)
@@ -422,13 +440,8 @@ def resolve(selection: Selection, analysis: Analysis) -> ResolvedSelection:
         for m in members:
             alias[m] = root
     for root, members in groups.items():
+        _check_one_kind([by_id[m] for m in sorted(members)], [str(m) for m in sorted(members)])
         parts = [by_id[m] for m in sorted(members)]
-        kinds = {p.kind for p in parts}
-        if len(kinds) > 1:
-            raise SelectionError(
-                f"merge of tracks {sorted(members)} mixes kinds {sorted(k.value for k in kinds)}",
-                hint="merge only tracks of one kind (a person with a person)",
-            )
         for m in members:
             by_id.pop(m)
         by_id[root] = _merge(parts, root, growth)
@@ -436,13 +449,13 @@ def resolve(selection: Selection, analysis: Analysis) -> ResolvedSelection:
     cuts: dict[int, list[int]] = {}
     for split in selection.splits:
         cuts.setdefault(alias[split.track], []).append(split.frame)
-    resolved: list[ResolvedTrack] = []
+    resolved: dict[str, ResolvedTrack] = {}
     split_names: dict[int, list[str]] = {}
     for tid in sorted(by_id):
         track = by_id[tid]
         sources = tuple(sorted(groups.get(tid, {tid})))
         if tid not in cuts:
-            resolved.append(ResolvedTrack(str(tid), track, sources))
+            resolved[str(tid)] = ResolvedTrack(str(tid), track, sources)
             continue
         edges = sorted(set(cuts[tid]))
         bounds = [-1, *edges, math.inf]
@@ -451,31 +464,69 @@ def resolve(selection: Selection, analysis: Analysis) -> ResolvedSelection:
             name = f"{tid}{chr(ord('a') + k)}"
             names.append(name)
             keep = (track.frames >= max(lo, 0)) & (track.frames < hi)
-            resolved.append(ResolvedTrack(name, _part(track, keep), sources))
+            resolved[name] = ResolvedTrack(name, _part(track, keep), sources)
         split_names[tid] = names
-    # The chosen refs.
-    refs = {r.ref for r in resolved}
-    chosen: set[str] = set()
-    bad: list[str] = []
-    for ref in selection.tracks:
+
+    def refs_of(ref: TrackRef) -> list[str] | None:
+        """The current refs a selection's ref names (a whole split track: all its parts)."""
         text = str(ref).strip()
-        if text.isdigit() and int(text) in alias:
-            root = alias[int(text)]
-            chosen.update(split_names.get(root, [str(root)]))
-        elif text in refs:
-            chosen.add(text)
+        whole = _whole_id(text)
+        if whole is not None and whole in alias:
+            root = alias[whole]
+            names = split_names.get(root, [str(root)])
         else:
-            bad.append(text)
-    if bad:
-        raise _unknown(bad, sorted(refs, key=_ref_key), "tracks")
+            names = [text]
+        targets = list(dict.fromkeys(part_alias.get(n, n) for n in names))
+        return targets if all(t in resolved for t in targets) else None
+
+    # Merges naming a split part: after the splits, on the parts.
+    part_alias: dict[str, str] = {}
+    for part_merge in part_merges:
+        group: list[str] = []
+        bad = []
+        for member in part_merge:
+            found = refs_of(member)
+            if found is None:
+                bad.append(str(member).strip())
+            else:
+                group += [n for n in found if n not in group]
+        if bad:
+            raise _unknown(bad, sorted(resolved, key=_ref_key), "tracks or parts (in merges)")
+        if len(group) < 2:
+            continue
+        group.sort(key=_ref_key)
+        tracks = [resolved[n].track for n in group]
+        _check_one_kind(tracks, group)
+        head = group[0]
+        merged = _merge(tracks, tracks[0].track_id, growth)
+        sources = tuple(sorted({s for n in group for s in resolved[n].sources}))
+        for n in group:
+            del resolved[n]
+            part_alias[n] = head
+        for old, target in part_alias.items():
+            if target in group:
+                part_alias[old] = head
+        resolved[head] = ResolvedTrack(head, merged, sources)
+    # The chosen refs.
+    chosen: set[str] = set()
+    unknown: list[str] = []
+    for chosen_ref in selection.tracks:
+        found = refs_of(chosen_ref)
+        if found is None:
+            unknown.append(str(chosen_ref).strip())
+        else:
+            chosen.update(found)
+    if unknown:
+        raise _unknown(unknown, sorted(resolved, key=_ref_key), "tracks")
+    ordered = sorted(resolved.values(), key=lambda r: _ref_key(r.ref))
     if selection.mode is Mode.MASK_SELECTED:
-        chosen.update(r.ref for r in resolved if r.track.kind in selection.kinds)
+        chosen.update(r.ref for r in ordered if r.track.kind in selection.kinds)
         # A predicted-only track left where a chosen track's object was is masked with it.
         while True:
-            masked = {s for r in resolved if r.ref in chosen for s in r.sources}
+            masked = {s for r in ordered if r.ref in chosen for s in r.sources}
             more = {
                 r.ref
-                for r in resolved
+                for r in ordered
                 if r.ref not in chosen and r.track.parent is not None and r.track.parent in masked
             }
             if not more:
@@ -494,7 +545,7 @@ def resolve(selection: Selection, analysis: Analysis) -> ResolvedSelection:
     return ResolvedSelection(
         selection=selection,
         mode=selection.mode,
-        tracks=tuple(resolved),
+        tracks=tuple(ordered),
         chosen=frozenset(chosen),
         regions=regions,
         first_frame=first,
@@ -502,6 +553,15 @@ def resolve(selection: Selection, analysis: Analysis) -> ResolvedSelection:
         style=selection.to_style(),
         margin=selection.to_margin(),
     )
+
+
+def _check_one_kind(tracks: Sequence[OfflineTrack], refs: Sequence[str]) -> None:
+    kinds = {t.kind for t in tracks}
+    if len(kinds) > 1:
+        raise SelectionError(
+            f"merge of tracks {', '.join(refs)} mixes kinds {sorted(k.value for k in kinds)}",
+            hint="merge only tracks of one kind (a person with a person)",
+        )
 
 
 def _ref_key(ref: str) -> tuple[int, str]:

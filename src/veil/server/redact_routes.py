@@ -16,10 +16,11 @@ written to the audit log. The job bookkeeping is :class:`veil.server.redact_jobs
     POST   /api/redact/jobs/{id}/exports            {...a selection, reason}
 
 A selection (:class:`SelectionRequest`) is ``veil redact``'s selection file as JSON: mode,
-tracks (ids, or split parts such as "4b"), merges ([[3, 9]]), splits ([{track, frame}]),
-manual regions with keyframes (boxes or polygons, interpolated between keyframes, masked in
-both modes), a trim (start_frame / end_frame, inclusive), style, colour and margin. A bad one
-is refused with 422 naming the problem (an unknown track, a split outside its track...).
+tracks (ids, or split parts such as "4b"), merges ([[3, 9]], or with parts [[5, "4b"]]),
+splits ([{track, frame}]), manual regions with keyframes (boxes or polygons, interpolated
+between keyframes, masked in both modes), a trim (start_frame / end_frame, inclusive), style,
+colour and margin. A bad one is refused with 422 naming the problem (an unknown track, a split
+outside its track...).
     GET    /api/redact/jobs/{id}/exports/{n}/video.mp4 | manifest.json | manifest.html
     GET    /api/redact/jobs/{id}/exports/{n}/verify
 
@@ -201,11 +202,11 @@ class SelectionRequest(_Model):
     style: StyleKind = StyleKind.FILL
     color: str = Field(default="black", max_length=32)
     margin: str = Field(default="medium", max_length=16, description="small, medium, large...")
-    merges: list[Annotated[list[int], Field(min_length=2, max_length=1000)]] = Field(
+    merges: list[Annotated[list[int | str], Field(min_length=2, max_length=1000)]] = Field(
         default_factory=list,
         max_length=1000,
-        description="Groups of track ids that are one object: each acts as one track, named by "
-        "its smallest id.",
+        description="Groups of tracks (ids, or split parts such as '4b') that are one object: "
+        "each acts as one track, named by its first member (smallest id or ref).",
     )
     splits: list[SplitRequest] = Field(
         default_factory=list,

@@ -256,6 +256,13 @@ async function viewJob(main, jobId) {
   await follow();
 }
 
+// Refs in the server's order (selection.py _ref_key): by their number, then by name.
+function byRef(a, b) {
+  const na = Number.parseInt(String(a), 10);
+  const nb = Number.parseInt(String(b), 10);
+  return na !== nb ? na - nb : String(a).localeCompare(String(b));
+}
+
 function buildEditor(main, job, tracks, base) {
   const frames = job.frames_total;
   const fps = job.fps || 25;
@@ -479,7 +486,7 @@ function buildEditor(main, job, tracks, base) {
         h(
           "li",
           { dataset: { merge: group.join(",") } },
-          `Tracks ${group.join(", ")} merged (as ${Math.min(...group)}) `,
+          `Tracks ${group.join(", ")} merged (as ${[...group].sort(byRef)[0]}) `,
           h("button", { type: "button", class: "secondary", onclick: () => unmerge(i) }, "Undo"),
         ),
       ),
@@ -566,15 +573,13 @@ function buildEditor(main, job, tracks, base) {
     return item;
   }
 
-  // Merged: two or more whole tracks (not split parts) of one kind.
+  // Merged: two or more tracks or split parts of one kind (a track that followed two people
+  // is split, and each part merged with the rest of its person).
   function updateMergeButton() {
     const items = resolved.filter((t) => chosen.has(t.ref));
     const kinds = new Set(items.map((t) => t.kind));
-    const parts = items.some((t) => !/^\d+$/.test(t.ref));
-    mergeButton.disabled = items.length < 2 || kinds.size > 1 || parts;
-    mergeButton.title = parts
-      ? "A split part cannot be merged: undo the split first"
-      : "Select two or more tracks of one kind";
+    mergeButton.disabled = items.length < 2 || kinds.size > 1;
+    mergeButton.title = "Select two or more tracks (or split parts) of one kind";
   }
 
   function updateSplitButtons() {
@@ -625,7 +630,11 @@ function buildEditor(main, job, tracks, base) {
   }
 
   function mergeChosen() {
-    const ids = resolved.filter((t) => chosen.has(t.ref)).map((t) => Number(t.ref));
+    // Whole tracks go as ids, split parts ("4b") as refs: the server names the group by
+    // its first member in this order (byRef).
+    const ids = resolved
+      .filter((t) => chosen.has(t.ref))
+      .map((t) => (/^\d+$/.test(t.ref) ? Number(t.ref) : t.ref));
     if (ids.length < 2) return;
     restructure(
       () => merges.push(ids),
@@ -643,6 +652,16 @@ function buildEditor(main, job, tracks, base) {
 
   function splitAt(track) {
     const split = { track: Number.parseInt(track.ref, 10), frame: frameNow() };
+    // Another cut renames the track's parts (4b becomes 4c...): a merge naming one of them
+    // would then join another part than the one chosen.
+    const partOf = (ref) =>
+      Number.parseInt(String(ref), 10) === split.track && !/^\d+$/.test(String(ref));
+    if (merges.some((group) => group.some(partOf))) {
+      tracksError.textContent =
+        `Undo the merge of a part of track ${split.track} before splitting it again.`;
+      tracksError.hidden = false;
+      return;
+    }
     restructure(
       () => splits.push(split),
       () => splits.pop(),
