@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
@@ -133,6 +134,19 @@ def draw(page: Page, box: tuple[int, int, int, int]) -> None:
     page.mouse.up()
 
 
+def click(page: Page, point: tuple[int, int]) -> None:
+    """Click the preview canvas at a point given in the video's pixels."""
+    bounds = page.locator("#redact-preview").bounding_box()
+    assert bounds is not None
+    sx, sy = bounds["width"] / CLIP_W, bounds["height"] / CLIP_H
+    page.mouse.click(bounds["x"] + point[0] * sx, bounds["y"] + point[1] * sy)
+
+
+POLYGON = ((120, 100), (200, 110), (190, 170), (110, 160))
+"""A region's polygon clicked on the preview (video pixels), and how far it is dragged."""
+POLYGON_MOVE = (40, 30)
+
+
 def go_to_frame(page: Page, frame: int) -> None:
     page.locator("#redact-frame").fill(str(frame))
     page.wait_for_selector(f'#redact-preview[data-frame="{frame}"]')
@@ -187,6 +201,20 @@ def test_trim_regions_merge_and_split_reach_the_export(
         expect(page.locator("#redact-regions li.region")).to_have_count(2)
         page.locator('#redact-regions li.region[data-name="region-2"] .region-delete').click()
         expect(page.locator("#redact-regions li.region")).to_have_count(1)
+        # A polygon: four clicks at frame 10, closed on the first point; dragged at frame 30.
+        page.select_option("#redact-region-shape", "polygon")
+        page.click("#redact-region-new")
+        go_to_frame(page, 10)
+        for point in (*POLYGON, POLYGON[0]):
+            click(page, point)
+        polygon = page.locator('#redact-regions li.region[data-shape="polygon"]')
+        expect(polygon).to_have_attribute("data-keyframes", "10")
+        expect(page.locator("#redact-preview")).to_have_attribute("data-sketch", "0")
+        go_to_frame(page, 30)
+        draw(page, (150, 120, 150 + POLYGON_MOVE[0], 120 + POLYGON_MOVE[1]))
+        expect(polygon).to_have_attribute("data-keyframes", "10,30")
+        expect(page.locator("#redact-regions li.region")).to_have_count(2)
+        page.wait_for_selector('#redact-preview[data-regions="2"]')
 
         # Merge two person tracks, then split the merged track at frame 20.
         people = page.locator("#redact-tracks li.track[data-kind=person]")
@@ -232,7 +260,11 @@ def test_trim_regions_merge_and_split_reach_the_export(
     assert data["output"]["frames"] == 21
     assert data["settings"]["merges"] == [refs, [f"{refs[0]}a", f"{refs[0]}b"]]
     assert data["settings"]["splits"] == [{"track": refs[0], "frame": 20}]
-    (region_entry,) = data["regions"]
+    region_entry, polygon_entry = data["regions"]
+    assert polygon_entry["frames"] == [[10, 30]]
+    keys = {k["frame"]: np.asarray(k["points"]) for k in polygon_entry["keyframes"]}
+    assert np.abs(keys[10] - np.asarray(POLYGON)).max() <= 2
+    assert np.abs(keys[30] - keys[10] - np.asarray(POLYGON_MOVE)).max() <= 2
     assert region_entry["name"] == "region-1"
     assert region_entry["frames"] == [[10, 30]]
     assert [k["frame"] for k in region_entry["keyframes"]] == [10, 30]

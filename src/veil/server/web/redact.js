@@ -7,8 +7,10 @@
 //                   one to select it), the mode, style and reason, and Export: an MP4 and its
 //                   signed manifest, checked by the gateway. Also: a trim (set start / end
 //                   from the slider's frame), merges of selected tracks, a split of a track
-//                   at the current frame (parts <id>a, <id>b), and manual regions drawn as
-//                   rectangles on the preview, one keyframe per frame drawn at.
+//                   at the current frame (parts <id>a, <id>b), and manual regions drawn on
+//                   the preview as rectangles (dragged) or polygons (clicked point by point),
+//                   one keyframe per frame drawn at; a polygon is dragged to move it at
+//                   another frame (its keyframes keep the same points).
 //
 // All of it is one selection request (SelectionRequest in redact_routes.py, the selection
 // file of `veil redact` as JSON), sent alike to the preview, to POST .../selection (the
@@ -273,7 +275,9 @@ function buildEditor(main, job, tracks, base) {
   const chosen = new Set(); // the refs of the selected tracks ("3", or a split part "4b")
   const merges = []; // [[3, 9], ...]: one object, named by the smallest id
   const splits = []; // [{track, frame}]: parts <id>a before the frame, <id>b from it
-  const regions = []; // [{name, keyframes: [{frame, box: [x0, y0, x1, y1]}]}], in pixels
+  // [{name, keyframes: [{frame, box: [x0, y0, x1, y1]} or {frame, polygon: [[x, y], ...]}]}],
+  // in the video's pixels; one shape per region, set by its first keyframe.
+  const regions = [];
   let current = -1; // the region a drawn rectangle adds a keyframe to (-1: a new one)
   let regionNumber = 0;
   const trim = { start: null, end: null }; // inclusive frames, null: the video's own end
@@ -294,7 +298,9 @@ function buildEditor(main, job, tracks, base) {
     class: "redact-preview",
     width: job.width,
     height: job.height,
-    title: "Drag a rectangle to add a keyframe of a manual region at this frame",
+    title:
+      "Drag a rectangle (or click a polygon's points) to add a keyframe of a manual region " +
+      "at this frame",
   });
   const ctx = canvas.getContext("2d");
   const slider = h("input", {
@@ -368,6 +374,14 @@ function buildEditor(main, job, tracks, base) {
       },
     },
     "New region",
+  );
+  // The shape of a new region: a rectangle is dragged; a polygon is clicked point by point
+  // and closed on its first point (or with Enter), Escape drops it.
+  const regionShape = h(
+    "select",
+    { id: "redact-region-shape", "aria-label": "Shape of a new region" },
+    h("option", { value: "box" }, "Rectangle"),
+    h("option", { value: "polygon" }, "Polygon"),
   );
 
   // -- the tracks, merges and splits
@@ -443,12 +457,13 @@ function buildEditor(main, job, tracks, base) {
         h(
           "p",
           { class: "muted" },
-          "Drag a rectangle on the picture: a keyframe of the chosen region at this frame " +
-            "(or of a new region). Between keyframes the region moves linearly; it is masked " +
-            "in both modes from its first keyframe to its last.",
+          "Drag a rectangle on the picture, or click a polygon's points and close it on its " +
+            "first point: a keyframe of the chosen region at this frame (or of a new region). " +
+            "At another frame, drag a polygon to move it there. Between keyframes the region " +
+            "moves linearly; it is masked in both modes from its first keyframe to its last.",
         ),
         regionList,
-        h("div", { class: "buttons" }, newRegion),
+        h("div", { class: "buttons" }, newRegion, h("label", {}, "Shape ", regionShape)),
         h("label", {}, "Reason for the export (in the signed manifest and the audit log)", reason),
         exportError,
         h("div", { class: "buttons" }, exportButton),
@@ -702,7 +717,19 @@ function buildEditor(main, job, tracks, base) {
 
   // -- the manual regions ------------------------------------------------------------------------
 
-  function boxAt(region, f) {
+  // A keyframe's points: a rectangle's four corners, or the polygon's own.
+  const pointsOf = (key) =>
+    key.polygon || [
+      [key.box[0], key.box[1]],
+      [key.box[2], key.box[1]],
+      [key.box[2], key.box[3]],
+      [key.box[0], key.box[3]],
+    ];
+  const isPolygon = (region) => region.keyframes.some((k) => k.polygon);
+
+  // The region's points at frame f, moved linearly between keyframes (as the server does);
+  // null outside its first and last keyframes.
+  function pointsAt(region, f) {
     const keys = region.keyframes;
     if (!keys.length || f < keys[0].frame || f > keys[keys.length - 1].frame) return null;
     for (let i = 0; i + 1 < keys.length; i += 1) {
@@ -710,21 +737,25 @@ function buildEditor(main, job, tracks, base) {
       const b = keys[i + 1];
       if (a.frame <= f && f <= b.frame) {
         const t = (f - a.frame) / (b.frame - a.frame);
-        return a.box.map((v, j) => v + (b.box[j] - v) * t);
+        const pb = pointsOf(b);
+        return pointsOf(a).map(([x, y], j) => [x + (pb[j][0] - x) * t, y + (pb[j][1] - y) * t]);
       }
     }
-    return keys[keys.length - 1].box;
+    return pointsOf(keys[keys.length - 1]);
   }
 
-  function addKeyframe(box) {
+  // shape: {box} or {polygon}. A new region is started when none is chosen, or when the
+  // chosen one has the other shape.
+  function addKeyframe(shape) {
     const f = frameNow();
-    if (!regions[current]) {
+    const region = regions[current];
+    if (!region || isPolygon(region) !== Boolean(shape.polygon)) {
       regionNumber += 1;
       regions.push({ name: `region-${regionNumber}`, keyframes: [] });
       current = regions.length - 1;
     }
     const keys = regions[current].keyframes.filter((k) => k.frame !== f);
-    keys.push({ frame: f, box });
+    keys.push({ frame: f, ...shape });
     keys.sort((a, b) => a.frame - b.frame);
     regions[current].keyframes = keys;
     regionsChanged();
@@ -755,7 +786,12 @@ function buildEditor(main, job, tracks, base) {
           "li",
           {
             class: i === current ? "region selected" : "region",
-            dataset: { region: String(i), name: region.name, keyframes: keys.join(",") },
+            dataset: {
+              region: String(i),
+              name: region.name,
+              keyframes: keys.join(","),
+              shape: isPolygon(region) ? "polygon" : "box",
+            },
           },
           name,
           h(
@@ -826,8 +862,13 @@ function buildEditor(main, job, tracks, base) {
     );
   }
 
-  // Drawing a rectangle: pointer positions in the video's pixels.
-  let drag = null;
+  // Drawing on the preview, in the video's pixels: a drag draws a rectangle, or moves the
+  // chosen polygon region to this frame; in polygon mode a click adds a point, and a click on
+  // the first point (or Enter) closes the polygon.
+  let drag = null; // {from, to, move: the chosen polygon's points at this frame, or null}
+  let sketch = []; // the polygon being clicked, [[x, y], ...]
+  const CLOSE_PX = 10; // a click this close to the first point (in screen pixels) closes it
+  const MOVED_PX = 3; // a press moved less than this is a click, not a drag
   const pixel = (event) => {
     const r = canvas.getBoundingClientRect();
     const x = ((event.clientX - r.left) / r.width) * canvas.width;
@@ -837,16 +878,41 @@ function buildEditor(main, job, tracks, base) {
       Math.min(canvas.height, Math.max(0, Math.round(y))),
     ];
   };
-  const dragBox = () => {
-    const [ax, ay] = drag.from;
-    const [bx, by] = drag.to;
+  const screenScale = () => canvas.getBoundingClientRect().width / canvas.width;
+  const dragBox = (d) => {
+    const [ax, ay] = d.from;
+    const [bx, by] = d.to;
     return [Math.min(ax, bx), Math.min(ay, by), Math.max(ax, bx), Math.max(ay, by)];
   };
+  const clampPoint = ([x, y]) => [
+    Math.min(canvas.width, Math.max(0, Math.round(x))),
+    Math.min(canvas.height, Math.max(0, Math.round(y))),
+  ];
+  const movedPolygon = (d) => {
+    const dx = d.to[0] - d.from[0];
+    const dy = d.to[1] - d.from[1];
+    return d.move.map(([x, y]) => clampPoint([x + dx, y + dy]));
+  };
+  function closeSketch() {
+    // A keyframe of the chosen polygon region needs its number of points; else a new region.
+    const region = regions[current];
+    if (region && isPolygon(region) && region.keyframes[0].polygon.length !== sketch.length) {
+      current = -1;
+    }
+    if (sketch.length >= 3) addKeyframe({ polygon: sketch });
+    sketch = [];
+    drawPreview();
+  }
   canvas.addEventListener("pointerdown", (event) => {
     if (event.button !== 0) return;
     event.preventDefault();
     canvas.setPointerCapture(event.pointerId);
-    drag = { from: pixel(event), to: pixel(event) };
+    const region = regions[current];
+    // Moving a polygon: from its points at this frame, or its nearest keyframe's.
+    const keys = region ? region.keyframes : [];
+    const f = Math.min(Math.max(frameNow(), keys[0]?.frame ?? 0), keys.at(-1)?.frame ?? 0);
+    const move = region && isPolygon(region) && !sketch.length ? pointsAt(region, f) : null;
+    drag = { from: pixel(event), to: pixel(event), move };
   });
   canvas.addEventListener("pointermove", (event) => {
     if (!drag) return;
@@ -856,15 +922,47 @@ function buildEditor(main, job, tracks, base) {
   const endDrag = (event) => {
     if (!drag) return;
     drag.to = pixel(event);
-    const box = dragBox();
+    const moved = Math.hypot(drag.to[0] - drag.from[0], drag.to[1] - drag.from[1]);
+    const click = moved * screenScale() < MOVED_PX;
+    const done = drag;
     drag = null;
-    if (box[2] - box[0] >= 3 && box[3] - box[1] >= 3) addKeyframe(box);
+    if (click && (regionShape.value === "polygon" || sketch.length)) {
+      const [x, y] = done.to;
+      const first = sketch[0];
+      if (first && Math.hypot(x - first[0], y - first[1]) * screenScale() <= CLOSE_PX) {
+        closeSketch();
+      } else if (sketch.length < 64) {
+        sketch.push([x, y]);
+        drawPreview();
+      }
+      return;
+    }
+    if (click) {
+      drawPreview();
+      return;
+    }
+    if (done.move) {
+      addKeyframe({ polygon: movedPolygon(done) });
+      return;
+    }
+    const box = dragBox(done);
+    if (box[2] - box[0] >= 3 && box[3] - box[1] >= 3) addKeyframe({ box });
     else drawPreview();
   };
   canvas.addEventListener("pointerup", endDrag);
   canvas.addEventListener("pointercancel", () => {
     drag = null;
     drawPreview();
+  });
+  canvas.tabIndex = 0;
+  canvas.addEventListener("keydown", (event) => {
+    if (!sketch.length) return;
+    if (event.key === "Enter") closeSketch();
+    else if (event.key === "Escape") {
+      sketch = [];
+      drawPreview();
+    } else return;
+    event.preventDefault();
   });
 
   // -- the request -------------------------------------------------------------------------------
@@ -880,7 +978,9 @@ function buildEditor(main, job, tracks, base) {
       splits,
       regions: regions.map((r) => ({
         name: r.name,
-        keyframes: r.keyframes.map((k) => ({ frame: k.frame, box: k.box })),
+        keyframes: r.keyframes.map((k) =>
+          k.polygon ? { frame: k.frame, polygon: k.polygon } : { frame: k.frame, box: k.box },
+        ),
       })),
     };
     if (trim.start !== null) sel.start_frame = trim.start;
@@ -921,26 +1021,41 @@ function buildEditor(main, job, tracks, base) {
   });
 
   // The picture, the regions' outlines at this frame (the chosen one solid), and the
-  // rectangle being drawn.
+  // rectangle being dragged, polygon being moved or polygon being clicked.
+  function outline(points, closed) {
+    ctx.beginPath();
+    points.forEach(([x, y], j) => (j ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+    if (closed) ctx.closePath();
+    ctx.stroke();
+  }
   function drawPreview() {
     if (picture) ctx.drawImage(picture, 0, 0, canvas.width, canvas.height);
     const f = Number(canvas.dataset.frame ?? slider.value);
     const width = Math.max(1, Math.round(canvas.width / 320));
     regions.forEach((region, i) => {
-      const box = boxAt(region, f);
-      if (!box) return;
+      const points = pointsAt(region, f);
+      if (!points) return;
       ctx.lineWidth = width * (i === current ? 2 : 1);
       ctx.setLineDash(region.keyframes.some((k) => k.frame === f) ? [] : [6 * width, 4 * width]);
       ctx.strokeStyle = i === current ? "#ffd400" : "#ffffff";
-      ctx.strokeRect(box[0], box[1], box[2] - box[0], box[3] - box[1]);
+      outline(points, true);
     });
-    if (drag) {
-      const [x0, y0, x1, y1] = dragBox();
-      ctx.lineWidth = width;
-      ctx.setLineDash([4 * width, 3 * width]);
-      ctx.strokeStyle = "#4da3ff";
+    ctx.lineWidth = width;
+    ctx.setLineDash([4 * width, 3 * width]);
+    ctx.strokeStyle = "#4da3ff";
+    if (drag && drag.move) outline(movedPolygon(drag), true);
+    else if (drag && !sketch.length && regionShape.value === "box") {
+      const [x0, y0, x1, y1] = dragBox(drag);
       ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
     }
+    if (sketch.length) {
+      outline(sketch, false);
+      ctx.fillStyle = "#4da3ff";
+      for (const [x, y] of sketch) {
+        ctx.fillRect(x - 2 * width, y - 2 * width, 4 * width, 4 * width);
+      }
+    }
+    canvas.dataset.sketch = String(sketch.length);
     ctx.setLineDash([]);
   }
 
