@@ -16,6 +16,7 @@ from conftest import (
     CLIP_H,
     CLIP_W,
     Clip,
+    clip_frames,
     decode_all,
     ffprobe,
     garble_packet,
@@ -23,6 +24,7 @@ from conftest import (
     probe_streams,
     serving,
 )
+from veil.config.schema import MaskConfig
 from veil.core.errors import (
     MediaDecodeError,
     MediaError,
@@ -31,9 +33,12 @@ from veil.core.errors import (
     UsageError,
 )
 from veil.core.frame import Frame
+from veil.core.style import StyleKind
 from veil.media.sink import StreamSpec, _output_error, open_sink, sequence_regex
 from veil.media.source import open_source
 from veil.media.synthetic import scene_frames, write_clip
+from veil.pipeline import MaskingPipeline
+from veil.policy.static import StaticPlanner
 
 
 def _copy(source_uri: str, output: Path, **kwargs: bool) -> list[Frame]:
@@ -402,3 +407,40 @@ def test_mp4_output_says_which_colour_matrix_it_uses(
     stream = ffprobe(out, "-show_entries", "stream=color_space,color_range")["streams"][0]
     assert stream["color_space"] == "smpte170m"
     assert stream["color_range"] == "tv"
+
+
+def _picture_types(path: Path) -> str:
+    """The video frames' coded types in presentation order, one letter each (I, P, B)."""
+    frames = ffprobe(path, "-select_streams", "v:0", "-show_entries", "frame=pict_type")["frames"]
+    return "".join(f["pict_type"] for f in frames)
+
+
+def _mask_in_planes(source_path: Path, out: Path) -> None:
+    """``veil mask`` with one static mask: every frame masked in its 4:2:0 planes."""
+    config = [MaskConfig(name="m", rect=(0.25, 0.25, 0.5, 0.5), style=StyleKind.MOSAIC)]
+    with open_source(source_path) as source, open_sink(out, source) as sink:
+        MaskingPipeline([StaticPlanner(config)]).run(source, sink)
+
+
+def test_masked_frames_are_coded_as_the_source_coded_them(clip_mp4: Clip, tmp_path: Path) -> None:
+    """x264 is given the source's P and B types (it then skips its own analysis), for
+    masked copies as for frames passed through; keyframes are left to it."""
+    out = tmp_path / "out.mp4"
+    _mask_in_planes(clip_mp4.path, out)
+    source, output = _picture_types(clip_mp4.path), _picture_types(out)
+    assert len(output) == len(source)
+    assert "B" in source  # the test clip has B frames to follow
+    kept = [(s, o) for s, o in zip(source, output, strict=True) if s in "PB"]
+    assert all(s == o for s, o in kept), (source, output)
+    assert output[0] == "I"
+
+
+def test_an_intra_only_source_does_not_make_every_frame_a_keyframe(tmp_path: Path) -> None:
+    clip = tmp_path / "intra.mp4"
+    write_clip(clip, clip_frames(), fps=CLIP_FPS, codec_options={"g": "1", "threads": "1"})
+    assert set(_picture_types(clip)) == {"I"}
+    out = tmp_path / "out.mp4"
+    _mask_in_planes(clip, out)
+    output = _picture_types(out)
+    assert len(output) == CLIP_FRAMES
+    assert output.count("I") <= 2, output

@@ -29,7 +29,7 @@ from veil.media.source import open_source
 from veil.pipeline import MaskingPipeline
 from veil.policy.static import StaticPlanner
 from veil.render import FrameRenderer
-from veil.render.renderers import i420_color
+from veil.render.renderers import STEADY_LEVELS, i420_color
 
 W, H = 160, 120
 
@@ -152,6 +152,105 @@ def test_no_detail_finer_than_the_cell_survives(style: str) -> None:
     luma, _ = _blocks(MaskPlan(W, H, (layer,)).union())
     assert not np.array_equal(frame.image[luma], other.image[luma])
     assert np.array_equal(a.image[luma], b.image[luma])
+
+
+def _shifted(frame: Frame, levels: int, camera_id: str = "") -> Frame:
+    """``frame`` with every Y, U and V value moved by ``levels``, for ``camera_id``."""
+    assert frame.i420 is not None
+    y, u, v = ((p.astype(np.int16) + levels).astype(np.uint8) for p in _planes(frame.i420))
+    return Frame(None, 0, Fraction(1, 25), 0, camera_id, i420=I420(y, u, v))
+
+
+def _planes(i420: I420) -> tuple[NDArray[np.uint8], NDArray[np.uint8], NDArray[np.uint8]]:
+    return i420.y, i420.u, i420.v
+
+
+@pytest.mark.parametrize("style", ["mosaic", "blur"])
+def test_cells_hold_steady_while_their_mean_moves_by_a_few_levels(style: str) -> None:
+    """A still scene's decoder noise moves cell means by a level or two: the cells keep
+    last frame's values (the encoder then skips them). A larger move redraws them."""
+    frame = _i420_frame(4)
+    layer = _layer(SHAPES["polygon"], STYLES[style])
+    plan = MaskPlan(W, H, (layer,))
+    luma, chroma = _blocks(plan.union())
+    renderer = FrameRenderer()
+    first = renderer.render(frame, plan).i420
+    # Moved by one level fewer than allowed: the rounding of a mean may add one.
+    quiet = _shifted(frame, STEADY_LEVELS - 1)
+    nudged = renderer.render(quiet, plan).i420
+    assert first is not None
+    assert nudged is not None
+    assert quiet.i420 is not None
+    planes = zip(
+        _planes(first), _planes(nudged), _planes(quiet.i420), (luma, chroma, chroma), strict=True
+    )
+    for before, after, given, inside in planes:
+        assert np.array_equal(before[inside], after[inside])
+        # Drawn again from what was held: outside the mask, still this frame's pixels.
+        assert np.array_equal(after[~inside], given[~inside])
+    # Moved by more: drawn afresh, exactly as a renderer with nothing held draws it.
+    moved = _shifted(frame, STEADY_LEVELS + 2)
+    again = renderer.render(moved, plan).i420
+    fresh = FrameRenderer().render(moved, plan).i420
+    assert again is not None
+    assert fresh is not None
+    for ours, want, inside in zip(
+        _planes(again), _planes(fresh), (luma, chroma, chroma), strict=True
+    ):
+        assert np.array_equal(ours[inside], want[inside])
+
+
+@pytest.mark.parametrize("style", ["mosaic", "blur"])
+def test_held_cells_stay_within_a_few_levels_of_the_current_frame(style: str) -> None:
+    """Over frames that change, every masked value is within STEADY_LEVELS of what a fresh
+    renderer draws for the current frame (plus two for the blur's rounding), and mosaic
+    cells stay flat: nothing older than a few levels of brightness survives."""
+    layer = _layer(SHAPES["polygon"], STYLES[style])
+    plan = MaskPlan(W, H, (layer,))
+    luma, chroma = _blocks(plan.union())
+    renderer = FrameRenderer()
+    base = _i420_frame(5)
+    rng = np.random.default_rng(6)
+    for step in range(12):
+        frame = _shifted(base, int(rng.integers(-6, 7))) if step % 4 else _i420_frame(step)
+        out = _render_with(renderer, frame, plan)
+        fresh = _render_with(FrameRenderer(), frame, plan)
+        slack = STEADY_LEVELS + (2 if style == "blur" else 0)
+        for ours, want, inside in zip(
+            _planes(out), _planes(fresh), (luma, chroma, chroma), strict=True
+        ):
+            diff = np.abs(ours[inside].astype(int) - want[inside].astype(int))
+            assert diff.max() <= slack, f"frame {step}"
+        if style == "mosaic":
+            cell = STYLES["mosaic"].cell_size
+            sizes = (cell, cell // 2, cell // 2)
+            for plane, masked, size in zip(
+                _planes(out), (luma, chroma, chroma), sizes, strict=True
+            ):
+                for y0 in range(0, plane.shape[0], size):
+                    for x0 in range(0, plane.shape[1], size):
+                        inside = masked[y0 : y0 + size, x0 : x0 + size]
+                        values = plane[y0 : y0 + size, x0 : x0 + size][inside]
+                        assert values.size == 0 or (values == values[0]).all()
+
+
+def _render_with(renderer: FrameRenderer, frame: Frame, plan: MaskPlan) -> I420:
+    out = renderer.render(frame, plan).i420
+    assert out is not None
+    return out
+
+
+def test_held_cells_are_one_cameras_own() -> None:
+    """Frames of another camera through the same renderer and layer start afresh."""
+    frame = _i420_frame(7)
+    layer = _layer(SHAPES["rect"], STYLES["mosaic"])
+    plan = MaskPlan(W, H, (layer,))
+    renderer = FrameRenderer()
+    renderer.render(_shifted(frame, 0, "a"), plan)
+    other = _shifted(frame, 2, "b")
+    ours = _render_with(renderer, other, plan)
+    want = _render_with(FrameRenderer(), other, plan)
+    assert np.array_equal(ours.to_array(), want.to_array())
 
 
 def test_odd_cells_are_drawn_in_bgr_instead() -> None:

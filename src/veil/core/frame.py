@@ -39,8 +39,10 @@ class I420:
 
     The planes may be views of memory that ``owner`` holds: a PyAV frame the decoder made
     (so a frame that no mask touches goes to the encoder without a single copy), or one
-    that ``allocate`` made to draw into. ``allocate(width, height)`` makes a blank writable
-    picture of the same kind; without it, :meth:`writable_copy` uses numpy arrays.
+    that ``allocate`` made to draw into. ``allocate(like)`` makes a blank writable picture
+    of the same kind and size as ``like`` (keeping what the encoder should know of it, such
+    as the picture type the source coded it with); without it, :meth:`writable_copy` uses
+    numpy arrays.
     ``convert`` turns a BT.709 picture into BGR (OpenCV only knows BT.601); the media layer
     gives it, so that this module needs no FFmpeg.
     """
@@ -49,7 +51,7 @@ class I420:
     u: Plane
     v: Plane
     owner: object = None
-    allocate: Callable[[int, int], I420] | None = None
+    allocate: Callable[[I420], I420] | None = None
     bt709: bool = False
     convert: Callable[[I420], NDArray[np.uint8]] | None = None
 
@@ -108,7 +110,7 @@ class I420:
     def writable_copy(self) -> I420:
         """A copy to draw into, made by ``allocate`` when there is one (one copy of each plane)."""
         if self.allocate is not None:
-            blank = self.allocate(self.width, self.height)
+            blank = self.allocate(self)
         else:
             blank = I420.from_array(np.empty((self.height * 3 // 2, self.width), np.uint8))
         blank.y[...] = self.y

@@ -50,7 +50,14 @@ from av.video.stream import VideoStream
 from veil.core.errors import OutputError, UsageError
 from veil.core.frame import I420, Frame, Image
 from veil.core.resources import Committing
-from veil.media.planes import BT709, LIMITED_RANGE, SMPTE170M, bgr_to_bt709, to_video_frame
+from veil.media.planes import (
+    BT709,
+    LIMITED_RANGE,
+    SMPTE170M,
+    bgr_to_bt709,
+    encoder_picture_type,
+    to_video_frame,
+)
 from veil.media.source import AudioChunk, is_image_sequence
 
 
@@ -359,8 +366,10 @@ class FileSink(VideoSink):
     def write(self, frame: Frame) -> None:
         i420 = frame.i420
         if i420 is not None and self.takes_i420 and i420.bt709 == self._bt709:
-            # Decoded as 4:2:0 and masked in its planes: straight to the encoder.
+            # Decoded as 4:2:0 and masked in its planes: straight to the encoder, coded as
+            # the source coded it where that helps (see encoder_picture_type).
             video_frame = to_video_frame(i420)
+            encoder_picture_type(video_frame)
         elif self._bt709:
             video_frame = bgr_to_bt709(frame.image)
         else:
