@@ -422,11 +422,21 @@ def _mask_in_planes(source_path: Path, out: Path) -> None:
         MaskingPipeline([StaticPlanner(config)]).run(source, sink)
 
 
-def test_masked_frames_are_coded_as_the_source_coded_them(clip_mp4: Clip, tmp_path: Path) -> None:
+@pytest.mark.parametrize("path", ["4:2:0 planes", "BGR"])
+def test_masked_frames_are_coded_as_the_source_coded_them(
+    clip_mp4: Clip, tmp_path: Path, path: str
+) -> None:
     """x264 is given the source's P and B types (it then skips its own analysis), for
-    masked copies as for frames passed through; keyframes are left to it."""
+    masked copies and BGR pictures as for frames passed through; keyframes are left to it."""
     out = tmp_path / "out.mp4"
-    _mask_in_planes(clip_mp4.path, out)
+    if path == "BGR":
+        with open_source(clip_mp4.path) as reader, open_sink(out, reader) as sink:
+            for frame in reader.read():
+                assert isinstance(frame, Frame)
+                assert frame.i420 is None
+                sink.write(frame.with_image(255 - frame.image))
+    else:
+        _mask_in_planes(clip_mp4.path, out)
     source, output = _picture_types(clip_mp4.path), _picture_types(out)
     assert len(output) == len(source)
     assert "B" in source  # the test clip has B frames to follow

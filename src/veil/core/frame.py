@@ -39,10 +39,8 @@ class I420:
 
     The planes may be views of memory that ``owner`` holds: a PyAV frame the decoder made
     (so a frame that no mask touches goes to the encoder without a single copy), or one
-    that ``allocate`` made to draw into. ``allocate(like)`` makes a blank writable picture
-    of the same kind and size as ``like`` (keeping what the encoder should know of it, such
-    as the picture type the source coded it with); without it, :meth:`writable_copy` uses
-    numpy arrays.
+    that ``allocate`` made to draw into. ``allocate(width, height)`` makes a blank writable
+    picture of the same kind; without it, :meth:`writable_copy` uses numpy arrays.
     ``convert`` turns a BT.709 picture into BGR (OpenCV only knows BT.601); the media layer
     gives it, so that this module needs no FFmpeg.
     """
@@ -51,7 +49,7 @@ class I420:
     u: Plane
     v: Plane
     owner: object = None
-    allocate: Callable[[I420], I420] | None = None
+    allocate: Callable[[int, int], I420] | None = None
     bt709: bool = False
     convert: Callable[[I420], NDArray[np.uint8]] | None = None
 
@@ -110,7 +108,7 @@ class I420:
     def writable_copy(self) -> I420:
         """A copy to draw into, made by ``allocate`` when there is one (one copy of each plane)."""
         if self.allocate is not None:
-            blank = self.allocate(self)
+            blank = self.allocate(self.width, self.height)
         else:
             blank = I420.from_array(np.empty((self.height * 3 // 2, self.width), np.uint8))
         blank.y[...] = self.y
@@ -163,10 +161,21 @@ class Frame:
     ``pts`` and ``time_base`` are the frame's exact presentation time as the
     container gave it (``pts * time_base`` seconds); ``index`` counts decoded frames
     from 0. ``corrupt`` is True when the decoder reported damage in this frame; it is
-    then fully masked.
+    then fully masked. ``picture_type`` is how the source coded this picture (FFmpeg's
+    numbers: 1 I, 2 P, 3 B; 0 unknown), a hint passed on to the encoder (see
+    veil.media.planes.encoder_picture_type).
     """
 
-    __slots__ = ("_i420", "_image", "camera_id", "corrupt", "index", "pts", "time_base")
+    __slots__ = (
+        "_i420",
+        "_image",
+        "camera_id",
+        "corrupt",
+        "index",
+        "picture_type",
+        "pts",
+        "time_base",
+    )
 
     _image: Image | None
     _i420: I420 | None
@@ -175,6 +184,7 @@ class Frame:
     index: int
     camera_id: str
     corrupt: bool
+    picture_type: int
 
     def __init__(
         self,
@@ -186,6 +196,7 @@ class Frame:
         corrupt: bool = False,
         *,
         i420: I420 | None = None,
+        picture_type: int = 0,
     ) -> None:
         if image is None and i420 is None:
             raise ShapeError("a Frame needs a BGR image or I420 planes")
@@ -205,6 +216,7 @@ class Frame:
         set_(self, "index", index)
         set_(self, "camera_id", camera_id)
         set_(self, "corrupt", corrupt)
+        set_(self, "picture_type", picture_type)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"Frame is read-only: make a new one instead of setting {name}")
@@ -255,7 +267,15 @@ class Frame:
 
     def with_image(self, image: Image) -> Frame:
         """A new frame with the same timing and a different picture."""
-        return Frame(image, self.pts, self.time_base, self.index, self.camera_id, self.corrupt)
+        return Frame(
+            image,
+            self.pts,
+            self.time_base,
+            self.index,
+            self.camera_id,
+            self.corrupt,
+            picture_type=self.picture_type,
+        )
 
     def blacked_out(self) -> Frame:
         """The frame with every pixel black, made without reading its picture: the fail-closed
@@ -265,7 +285,14 @@ class Frame:
     def with_i420(self, i420: I420) -> Frame:
         """A new frame with the same timing and a different picture, as I420 planes."""
         return Frame(
-            None, self.pts, self.time_base, self.index, self.camera_id, self.corrupt, i420=i420
+            None,
+            self.pts,
+            self.time_base,
+            self.index,
+            self.camera_id,
+            self.corrupt,
+            i420=i420,
+            picture_type=self.picture_type,
         )
 
     def replace(
@@ -284,4 +311,5 @@ class Frame:
             self.camera_id if camera_id is None else camera_id,
             self.corrupt,
             i420=self._i420,
+            picture_type=self.picture_type,
         )

@@ -64,7 +64,7 @@ def i420_view(frame: VideoFrame, bt709: bool = False) -> I420:
     ``bt709``: the frame's matrix is BT.709, not BT.601."""
     y, u, v = _views(frame)
     convert = bt709_to_bgr if bt709 else None
-    picture = I420(y, u, v, owner=frame, allocate=_blank_like, bt709=bt709, convert=convert)
+    picture = I420(y, u, v, owner=frame, allocate=new_i420, bt709=bt709, convert=convert)
     return picture.read_only()
 
 
@@ -88,30 +88,23 @@ def new_i420(width: int, height: int) -> I420:
     """A blank, writable ``yuv420p`` PyAV frame's planes."""
     frame = VideoFrame(width, height, "yuv420p")
     y, u, v = _views(frame)
-    return I420(y, u, v, owner=frame, allocate=_blank_like)
+    return I420(y, u, v, owner=frame, allocate=new_i420)
 
 
-def _blank_like(picture: I420) -> I420:
-    """A blank frame of ``picture``'s size to draw a masked copy into, with the picture type
-    the source coded ``picture`` with (see :func:`encoder_picture_type`)."""
-    blank = new_i420(picture.width, picture.height)
-    if isinstance(picture.owner, VideoFrame) and isinstance(blank.owner, VideoFrame):
-        blank.owner.pict_type = picture.owner.pict_type
-    return blank
+def encoder_picture_type(frame: VideoFrame, source_type: int) -> None:
+    """Set the type the encoder codes ``frame`` as, from ``source_type``, the type the
+    source coded that picture with (:attr:`veil.core.frame.Frame.picture_type`): P and B as
+    the source had them, anything else (keyframes included) left to the encoder.
 
-
-def encoder_picture_type(frame: VideoFrame) -> None:
-    """Set the type the encoder codes ``frame`` as: P and B as the source coded it, anything
-    else (keyframes included) left to the encoder.
-
-    libx264 codes a frame as the type it is given. Given the source's P and B types it
-    skips its own frame-type analysis (1.3 ms a frame at 720p on camera footage, more than
-    the masking costs), and masked and unmasked frames keep one structure. Keyframes stay
-    the encoder's choice: from an intra-only source (all-intra H.264 from some cameras)
-    every output frame would otherwise be a keyframe, several times the size.
+    libx264 codes a frame as the type it is given. Given the source's P and B types it skips
+    its own frame-type analysis: 1.3 ms a frame at 720p on camera footage, more than static
+    masking costs (a frame passed through from the decoder always carried its type, a masked
+    copy carried none). Keyframes stay the encoder's choice: from an intra-only source
+    (all-intra H.264 from some cameras) every output frame would otherwise be a keyframe,
+    several times the size.
     """
-    if frame.pict_type not in (PictureType.P, PictureType.B):
-        frame.pict_type = PictureType.NONE
+    wanted = source_type if source_type in (PictureType.P, PictureType.B) else PictureType.NONE
+    frame.pict_type = int(wanted)
 
 
 def to_video_frame(picture: I420) -> VideoFrame:

@@ -366,14 +366,13 @@ class FileSink(VideoSink):
     def write(self, frame: Frame) -> None:
         i420 = frame.i420
         if i420 is not None and self.takes_i420 and i420.bt709 == self._bt709:
-            # Decoded as 4:2:0 and masked in its planes: straight to the encoder, coded as
-            # the source coded it where that helps (see encoder_picture_type).
+            # Decoded as 4:2:0 and masked in its planes: straight to the encoder.
             video_frame = to_video_frame(i420)
-            encoder_picture_type(video_frame)
         elif self._bt709:
             video_frame = bgr_to_bt709(frame.image)
         else:
             video_frame = from_bgr(frame.image, self._video.pix_fmt)
+        encoder_picture_type(video_frame, frame.picture_type)
         video_frame.pts = self._next_pts(frame)
         video_frame.time_base = self.time_base
         try:

@@ -237,9 +237,24 @@ class VideoSource(Closing):
         if keep_i420 and (matrix := i420_matrix(video_frame)) is not None:
             # No copy: the decoder's own picture, read-only.
             planes = i420_view(video_frame, bt709=matrix == "bt709")
-            return Frame(None, video_frame.pts, time_base, index, corrupt=corrupt, i420=planes)
+            return Frame(
+                None,
+                video_frame.pts,
+                time_base,
+                index,
+                corrupt=corrupt,
+                i420=planes,
+                picture_type=int(video_frame.pict_type),
+            )
         image = check_image(to_bgr(video_frame), "decoded frame")
-        return Frame(image, video_frame.pts, time_base, index, corrupt=corrupt)
+        return Frame(
+            image,
+            video_frame.pts,
+            time_base,
+            index,
+            corrupt=corrupt,
+            picture_type=int(video_frame.pict_type),
+        )
 
     def _damaged(self, message: str) -> None:
         self.report.decode_errors += 1
