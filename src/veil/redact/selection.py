@@ -440,8 +440,8 @@ def resolve(selection: Selection, analysis: Analysis) -> ResolvedSelection:
         for m in members:
             alias[m] = root
     for root, members in groups.items():
-        _check_one_kind([by_id[m] for m in sorted(members)], [str(m) for m in sorted(members)])
         parts = [by_id[m] for m in sorted(members)]
+        _check_one_kind(parts, [str(m) for m in sorted(members)])
         for m in members:
             by_id.pop(m)
         by_id[root] = _merge(parts, root, growth)
@@ -466,6 +466,8 @@ def resolve(selection: Selection, analysis: Analysis) -> ResolvedSelection:
             keep = (track.frames >= max(lo, 0)) & (track.frames < hi)
             resolved[name] = ResolvedTrack(name, _part(track, keep), sources)
         split_names[tid] = names
+    # Parts (and tracks) merged after the splits: member ref -> its group's ref.
+    part_alias: dict[str, str] = {}
 
     def refs_of(ref: TrackRef) -> list[str] | None:
         """The current refs a selection's ref names (a whole split track: all its parts)."""
@@ -480,7 +482,6 @@ def resolve(selection: Selection, analysis: Analysis) -> ResolvedSelection:
         return targets if all(t in resolved for t in targets) else None
 
     # Merges naming a split part: after the splits, on the parts.
-    part_alias: dict[str, str] = {}
     for part_merge in part_merges:
         group: list[str] = []
         bad = []
