@@ -30,6 +30,7 @@ from test_ptz_gateway import (
     ptz_gateway,
 )
 from test_server_api import jpeg
+from test_web_ui import page_as
 from veil.ptz.camera import CameraView, PTZState, direction_to_angles
 from veil.ptz.config import SceneMaskConfig
 from veil.ptz.masks import project_mask
@@ -49,16 +50,6 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PTZLive]:
 @contextmanager
 def camera_page(browser: Browser, live: PTZLive, username: str) -> Iterator[Page]:
     """The camera page of "ptz", logged in as ``username``, with the PTZ panel shown."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    errors: list[str] = []
-    page = context.new_page()
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on(
-        "console",
-        lambda message: (
-            errors.append(message.text) if "Content Security Policy" in message.text else None
-        ),
-    )
 
     def with_ptz_script(route: Route) -> None:
         reply = route.fetch()
@@ -66,21 +57,14 @@ def camera_page(browser: Browser, live: PTZLive, username: str) -> Iterator[Page
         assert "</head>" in body
         route.fulfill(response=reply, body=body.replace("</head>", f"{PTZ_SCRIPT}</head>"))
 
-    page.route(f"{live.url}/", with_ptz_script)
-    page.set_default_timeout(15_000)
-    try:
-        page.goto(live.url + "/")
-        page.fill("#login-username", username)
-        page.fill("#login-password", live.passwords[username])
-        page.click("#login-submit")
-        page.wait_for_selector("main[data-ready=cameras]")
+    def prepare(page: Page) -> None:
+        page.route(f"{live.url}/", with_ptz_script)
+
+    with page_as(browser, live, username, prepare=prepare) as page:
         page.goto(live.url + "/#/camera/ptz")
         page.wait_for_selector("main[data-ready=camera]")
         page.wait_for_selector("#ptz-panel[data-ready=true]")
         yield page
-        assert errors == [], f"JavaScript errors on the page: {errors}"
-    finally:
-        context.close()
 
 
 def settle(live: PTZLive) -> PTZState:

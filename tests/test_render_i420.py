@@ -18,10 +18,12 @@ import pytest
 from numpy.typing import NDArray
 
 from conftest import Clip, clip_frames, ffprobe
+from test_render import SHAPES as BGR_SHAPES
+from test_render import STYLES, H, W, _layer
 from veil.config.schema import MaskConfig
 from veil.core.errors import ShapeError
 from veil.core.frame import I420, Frame
-from veil.core.plan import MaskLayer, MaskPlan, MaskReason
+from veil.core.plan import MaskLayer, MaskPlan
 from veil.core.region import BoolMask, Region
 from veil.core.style import Style, StyleKind
 from veil.media.sink import open_sink
@@ -31,19 +33,11 @@ from veil.policy.static import StaticPlanner
 from veil.render import FrameRenderer
 from veil.render.renderers import STEADY_LEVELS, i420_color
 
-W, H = 160, 120
-
+# test_render's picture size, shapes, styles and layers; plus a box whose sides are odd
+# pixels, which 4:2:0 has to round outward to whole 2x2 blocks.
 SHAPES = {
-    "rect": Region.rect(0.2, 0.15, 0.45, 0.5),
+    **BGR_SHAPES,
     "odd rect": Region.from_pixels([[13, 7], [101, 7], [101, 77], [13, 77]], W, H),
-    "polygon": Region(np.array([[0.1, 0.9], [0.5, 0.1], [0.93, 0.8], [0.6, 0.62]])),
-    "edge": Region.rect(0.8, 0.7, 0.4, 0.4),
-}
-STYLES = {
-    "fill": Style(StyleKind.FILL, color=(10, 200, 30)),
-    "mosaic": Style(StyleKind.MOSAIC, cell_size=8),
-    "blur": Style(StyleKind.BLUR, blur_radius=8),
-    "silhouette": Style(StyleKind.SILHOUETTE, color=(255, 0, 255)),
 }
 
 
@@ -51,11 +45,6 @@ def _i420_frame(seed: int = 0) -> Frame:
     rng = np.random.default_rng(seed)
     i420 = rng.integers(40, 216, size=(H * 3 // 2, W), dtype=np.uint8)
     return Frame(None, 0, Fraction(1, 25), 0, i420=I420.from_array(i420))
-
-
-def _layer(region: Region, style: Style) -> MaskLayer:
-    box = region.bbox(W, H)
-    return MaskLayer(box, region.rasterize_in(box, W, H), style, MaskReason.STATIC, "t")
 
 
 def _blocks(covered: BoolMask) -> tuple[BoolMask, BoolMask]:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -97,12 +97,26 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebGateway]:
         yield running
 
 
+class Site(Protocol):
+    """A running gateway a browser logs in to (WebGateway, test_ptz_gateway.PTZLive)."""
+
+    url: str
+    passwords: dict[str, str]
+
+
 @contextmanager
 def page_as(
-    browser: Browser, web: WebGateway, username: str, *, webrtc_in_browser: bool = True
+    browser: Browser,
+    web: Site,
+    username: str,
+    *,
+    webrtc_in_browser: bool = True,
+    prepare: Callable[[Page], None] | None = None,
 ) -> Iterator[Page]:
     """A fresh browser context logged in through the page's form as ``username``
-    (``webrtc_in_browser=False``: a browser without WebRTC, to see the MJPEG fallback)."""
+    (``webrtc_in_browser=False``: a browser without WebRTC, to see the MJPEG fallback;
+    ``prepare``: called with the page before it loads, to route or script it). JavaScript
+    errors and Content-Security-Policy violations on the page fail the test."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page = context.new_page()
@@ -116,6 +130,8 @@ def page_as(
     )
     if not webrtc_in_browser:
         page.add_init_script("delete window.RTCPeerConnection;")
+    if prepare is not None:
+        prepare(page)
     page.set_default_timeout(15_000)
     try:
         page.goto(web.url + "/")
